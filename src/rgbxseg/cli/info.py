@@ -1,0 +1,37 @@
+"""``rgbxseg info``: registered models, their measured parameter counts and their papers' numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..models.registry import describe_model, list_models
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="list registered models with parameters and paper facts")
+    parser.add_argument("models", nargs="*", help="model names (default: all)")
+    parser.add_argument("--num-classes", type=int, default=None, help="count parameters for this many classes")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def _format_facts(facts: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:g}" for key, value in facts.items()) or "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [describe_model(name, args.num_classes) for name in (args.models or list_models())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        paper = row["paper"]
+        paper_params = f"{paper['params_m']:.1f} M" if paper["params_m"] is not None else "-"
+        gmacs = f"{paper['gmacs']:g} GMACs at {paper['gmacs_input'][0]}×{paper['gmacs_input'][1]}" if paper["gmacs"] else "-"
+        print(f"{row['name']}\n  {row['summary']}")
+        print(f"  parameters: {row['params']:,} ({row['params'] / 1e6:.2f} M measured, paper {paper_params}); "
+              f"{row['num_classes']} classes; H, W multiples of {row['input_multiple']}")
+        print(f"  paper: compute {gmacs}; mIoU {_format_facts(paper['miou'])}; FPS {_format_facts(paper['fps'])}")
+        print(f"  source: {paper['source']}")
+    return 0

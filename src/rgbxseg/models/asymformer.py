@@ -1,0 +1,240 @@
+"""AsymFormer (Du et al., CVPRW 2024): asymmetric ConvNeXt RGB branch + MiT depth branch with SCC fusion.
+
+The module and key layout follow the released ``B0_T`` model, so the official checkpoint loads unchanged (the 2023
+layout through :func:`legacy_to_current`). Data flow per stage k = 1..4::
+
+    r_k = ConvNeXt stage k (RGB only)
+    f_k = MiT stage k (stage 1: on the depth image; later: on f_{k-1})
+    f_k = SCC_k(f_k, r_k) for k ≥ 2      # the fused map replaces the depth feature
+    logits = upsample(MLPDecoder([f_1, f_2, f_3, f_4]))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from .backbones.convnext import CONVNEXT_CONFIGS, ConvNeXtConfig, convnext_downsampler, convnext_stage, init_convnext_weights
+from .backbones.mit import MIT_CONFIGS, MiTConfig, mit_blocks, mit_patch_embed, mit_stage_norm, run_mit_stage
+from .base import KeyMapping, SegmentationModel, StateDict
+from .decoders import MLPDecoder
+from .fusion import CMA_ONLY, CONCAT, LAFS_CMA, LAFS_ONLY, SCC, SE_MHSA, FusionDesign
+from .layers import init_vit_weights, resize
+from .registry import PaperFacts, register_model
+
+
+class AsymStage(nn.Module):
+    """One ``down_sample_k`` block: a ConvNeXt stage, a MiT stage and (k ≥ 2) the SCC fusion of their outputs."""
+
+    def __init__(self, stage: int, rgb: ConvNeXtConfig, depth: MiTConfig, fusion: FusionDesign | None) -> None:
+        super().__init__()
+        depth_in = 1 if stage == 0 else depth.embed_dims[stage - 1]
+        self.depth_stem = mit_patch_embed(depth, stage, depth_in)
+        self.rgb_stem = convnext_downsampler(rgb, stage)
+        self.rgb_layer = convnext_stage(rgb, stage)
+        self.depth_layer = mit_blocks(depth, stage)
+        self.depth_norm = mit_stage_norm(depth, stage)
+        self.SCC = SCC(depth.embed_dims[stage], rgb.dims[stage], fusion) if fusion else None
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.rgb_layer(self.rgb_stem(rgb))
+        tokens, h, w = self.depth_stem(depth)
+        f = run_mit_stage(self.depth_layer, self.depth_norm, tokens, h, w)
+        if self.SCC is not None:
+            f = self.SCC(f, r)
+        return r, f
+
+
+class AsymFormer(SegmentationModel):
+    """``model(rgb, depth)`` → logits (B, num_classes, H, W); H and W must be multiples of 32.
+
+    Args:
+        num_classes: classes without void (NYUv2: 40, SUN RGB-D: 37); logit c is dataset label c + 1.
+        fusion: the SCC design at stages 2–4 (the paper's Table I variants differ only here).
+        rgb_backbone: a key of ``CONVNEXT_CONFIGS``; depth_backbone: a key of ``MIT_CONFIGS``.
+        rgb_drop_path / depth_drop_path: stochastic-depth rates (0.3 / 0.1 as released).
+        decoder_dim: MLP decoder width.
+    """
+
+    x_channels = 1
+    classifier_key = "Decoder.linear_pred.weight"
+
+    def __init__(
+        self,
+        num_classes: int = 40,
+        fusion: FusionDesign = LAFS_CMA,
+        rgb_backbone: str = "convnext_t",
+        depth_backbone: str = "mit_b0",
+        rgb_drop_path: float = 0.3,
+        depth_drop_path: float = 0.1,
+        decoder_dim: int = 256,
+        model_name: str = "asymformer_b0_t",
+    ) -> None:
+        super().__init__(model_name, num_classes)
+        rgb = replace(CONVNEXT_CONFIGS[rgb_backbone], drop_path_rate=rgb_drop_path)
+        depth = replace(MIT_CONFIGS[depth_backbone], drop_path_rate=depth_drop_path)
+        for k in range(4):
+            self.add_module(f"down_sample_{k + 1}", AsymStage(k, rgb, depth, fusion if k > 0 else None))
+        self.Decoder = MLPDecoder(depth.embed_dims, num_classes, decoder_dim, dropout=0.1, fuse_bias=True)
+        for stage in self.stages:
+            for part in (stage.rgb_stem, stage.rgb_layer):
+                part.apply(init_convnext_weights)
+            for part in (stage.depth_stem, stage.depth_layer, stage.depth_norm):
+                part.apply(init_vit_weights)
+
+    @property
+    def stages(self) -> list[AsymStage]:
+        return [self.down_sample_1, self.down_sample_2, self.down_sample_3, self.down_sample_4]
+
+    def forward_features(self, rgb: torch.Tensor, depth: torch.Tensor) -> list[torch.Tensor]:
+        """The four decoder inputs [f1 (un-fused), f2, f3, f4] at strides 4, 8, 16, 32."""
+        features = []
+        for stage in self.stages:
+            rgb, depth = stage(rgb, depth)
+            features.append(depth)
+        return features
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(rgb, depth)
+        logits = self.Decoder(self.forward_features(rgb, depth))
+        return resize(logits, rgb.shape[-2:])
+
+    def convert_checkpoint(self, state: StateDict) -> StateDict:
+        return legacy_to_current(state)
+
+    def pretrained_backbone_mappings(self) -> dict[str, KeyMapping]:
+        return {"rgb": convnext_to_asymformer, "depth": mit_to_asymformer}
+
+
+# --- checkpoint layouts ------------------------------------------------------------------------------------------
+
+_LEGACY_RENAMES = (
+    (re.compile(r"^(down_sample_\d\.SCC\.)conv1\."), r"\1conv_bn.0."),
+    (re.compile(r"^(down_sample_\d\.SCC\.)bn\."), r"\1conv_bn.1."),
+)
+_CURRENT_RENAMES = (
+    (re.compile(r"^(down_sample_\d\.SCC\.)conv_bn\.0\."), r"\1conv1."),
+    (re.compile(r"^(down_sample_\d\.SCC\.)conv_bn\.1\."), r"\1bn."),
+)
+_DECODER_PROJ = re.compile(r"^Decoder\.linear_c\d\.proj\.weight$")
+_ATTN_PROJ = re.compile(r"\.attn\.proj\.weight$")
+
+
+def _rename(key: str, rules: tuple[tuple[re.Pattern[str], str], ...]) -> str:
+    for pattern, replacement in rules:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def legacy_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Convert the 2023 released layout (``SCC.conv1``/``SCC.bn``, 2-D decoder projections) losslessly.
+
+    Current-layout keys pass through unchanged, so the conversion is safe to apply to any AsymFormer state.
+    """
+    out = {}
+    for key, value in state.items():
+        key = _rename(key, _LEGACY_RENAMES)
+        if _DECODER_PROJ.match(key) and value.ndim == 2:
+            value = value[:, :, None, None]
+        elif _ATTN_PROJ.search(key) and value.ndim == 4 and value.shape[2:] == (1, 1):
+            value = value[:, :, 0, 0]
+        out[key] = value
+    return out
+
+
+def current_to_legacy(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """The inverse of :func:`legacy_to_current`: the layout the official 2023 code and released checkpoint use."""
+    out = {}
+    for key, value in state.items():
+        key = _rename(key, _CURRENT_RENAMES)
+        if _DECODER_PROJ.match(key) and value.ndim == 4:
+            value = value[:, :, 0, 0]
+        out[key] = value
+    return out
+
+
+_CONVNEXT_KEY = re.compile(r"^(downsample_layers|stages)\.([0-3])\.(.+)$")
+_CONVNEXT_PARTS = {"downsample_layers": "rgb_stem", "stages": "rgb_layer"}
+_MIT_KEY = re.compile(r"^(patch_embed|block|norm)([1-4])\.(.+)$")
+_MIT_PARTS = {"patch_embed": "depth_stem", "block": "depth_layer", "norm": "depth_norm"}
+
+
+def convnext_to_asymformer(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """ImageNet ConvNeXt (``downsample_layers.i``, ``stages.i``) → ``down_sample_{i+1}.rgb_stem/rgb_layer``.
+
+    The classifier (``norm``, ``head``) is dropped.
+    """
+    out = {}
+    for key, value in state.items():
+        if match := _CONVNEXT_KEY.match(key):
+            out[f"down_sample_{int(match[2]) + 1}.{_CONVNEXT_PARTS[match[1]]}.{match[3]}"] = value
+    return out
+
+
+def mit_to_asymformer(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """SegFormer ImageNet MiT (``patch_embed{k}``, ``block{k}``, ``norm{k}``) → ``down_sample_k.depth_*``.
+
+    ``patch_embed1`` is a 3-channel RGB stem and the head classifies ImageNet: both are dropped, so the 1-channel
+    depth stem keeps its random initialisation, as in the official code.
+    """
+    out = {}
+    for key, value in state.items():
+        match = _MIT_KEY.match(key)
+        if match and not (match[1] == "patch_embed" and match[2] == "1"):
+            out[f"down_sample_{match[2]}.{_MIT_PARTS[match[1]]}.{match[3]}"] = value
+    return out
+
+
+# --- registered models -----------------------------------------------------------------------------------------
+
+_ARXIV = "arXiv 2309.14065 v1"
+_TABLE_I = f"{_ARXIV}, Table I (NYUv2, RTX 3090 fp32 at 480×640)"
+
+
+def _register_variant(name: str, fusion: FusionDesign, summary: str, paper: PaperFacts) -> None:
+    def build(num_classes: int = 40, **kwargs: object) -> AsymFormer:
+        return AsymFormer(num_classes, fusion=fusion, model_name=name, **kwargs)
+
+    register_model(name, summary=summary, paper=paper)(build)
+
+
+_register_variant(
+    "asymformer_b0_t",
+    LAFS_CMA,
+    "AsymFormer B0-T: ConvNeXt-T RGB + MiT-B0 depth, LAFS + CMA fusion, MLP decoder (released model)",
+    PaperFacts(
+        params_m=33.0,
+        gmacs=36.0,
+        miou={"nyuv2": 54.1, "nyuv2 ms": 55.3, "nyuv2 arXiv v1": 52.0, "sunrgbd": 49.1},
+        fps={"RTX 3090 fp32": 65.0, "RTX 3090 TensorRT fp16": 79.0, "Tesla T4 fp16": 29.4},
+        source=f"official README (released weights) and {_ARXIV}",
+    ),
+)
+_register_variant(
+    "asymformer_b0_t_cat",
+    CONCAT,
+    "Table I baseline: concatenation + 1×1 conv/BN fusion (no LAFS, no CMA)",
+    PaperFacts(params_m=31.9, miou={"nyuv2 arXiv v1": 47.0}, fps={"RTX 3090 fp32": 77.5}, source=_TABLE_I),
+)
+_register_variant(
+    "asymformer_b0_t_se_mhsa",
+    SE_MHSA,
+    "Table I baseline: SE channel selection (r=8) + 2-head MHSA on the fused map",
+    PaperFacts(params_m=32.6, miou={"nyuv2 arXiv v1": 49.9}, fps={"RTX 3090 fp32": 65.7}, source=_TABLE_I),
+)
+_register_variant(
+    "asymformer_b0_t_lafs",
+    LAFS_ONLY,
+    "Table I ablation: LAFS feature selection only (no CMA)",
+    PaperFacts(params_m=32.4, miou={"nyuv2 arXiv v1": 49.1}, fps={"RTX 3090 fp32": 75.7}, source=_TABLE_I),
+)
+_register_variant(
+    "asymformer_b0_t_cma",
+    CMA_ONLY,
+    "Table I ablation: concatenation + 1×1 conv/BN + CMA (no LAFS)",
+    PaperFacts(params_m=32.5, miou={"nyuv2 arXiv v1": 49.6}, fps={"RTX 3090 fp32": 67.4}, source=_TABLE_I),
+)

@@ -1,0 +1,60 @@
+"""The contract every segmentation model of the package follows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .layers import InputShapeError, check_spatial_size, is_tracing
+
+StateDict = dict[str, torch.Tensor]
+KeyMapping = Callable[[Mapping[str, torch.Tensor]], StateDict]
+"""Maps a pretrained checkpoint's state dict onto this model's key names (keys it does not cover are dropped)."""
+
+
+class SegmentationModel(nn.Module):
+    """Base class: ``model(rgb, x)`` → logits (B, num_classes, H, W) at input resolution.
+
+    Subclasses set ``input_multiple`` (H and W must be multiples of it), ``x_channels`` (channels of the second
+    modality) and ``classifier_key`` (state-dict key of the classifier weight, used to infer the class count of a
+    checkpoint), and may override :meth:`convert_checkpoint` for legacy layouts and
+    :meth:`pretrained_backbone_mappings` for ImageNet initialisation.
+    """
+
+    input_multiple: int = 32
+    x_channels: int = 1
+    classifier_key: str = ""
+
+    def __init__(self, model_name: str, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.model_name = model_name
+        self.num_classes = num_classes
+
+    def check_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> None:
+        """Raise :class:`InputShapeError` with the fix when the inputs cannot go through the network."""
+        if is_tracing():
+            return
+        if rgb.ndim != 4 or rgb.shape[1] != 3:
+            raise InputShapeError(f"{self.model_name}: rgb must be (B, 3, H, W), got {tuple(rgb.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.x_channels:
+            raise InputShapeError(
+                f"{self.model_name}: the second input must be (B, {self.x_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if rgb.shape[0] != x.shape[0] or rgb.shape[-2:] != x.shape[-2:]:
+            raise InputShapeError(
+                f"{self.model_name}: rgb {tuple(rgb.shape)} and second input {tuple(x.shape)} differ in batch or H×W; "
+                "resize the depth/X map to the RGB image (nearest interpolation for depth) before the model."
+            )
+        check_spatial_size(rgb.shape[-2], rgb.shape[-1], self.input_multiple, self.model_name)
+
+    def convert_checkpoint(self, state: StateDict) -> StateDict:
+        """Rename/reshape keys of older released layouts to the current one (identity by default)."""
+        return state
+
+    def pretrained_backbone_mappings(self) -> dict[str, KeyMapping]:
+        """Named key mappings from ImageNet backbone checkpoints onto this model (none by default)."""
+        return {}

@@ -1,0 +1,170 @@
+"""Cross-modal fusion blocks: AsymFormer's LAFS, CMA and SCC, and the paper's Table I baselines (SE, MHSA).
+
+An :class:`SCC` block fuses a depth map ``d`` (Cd channels) with an RGB map ``r`` (Cr channels) of the same size:
+
+    x = concat([d, r]) → selection (LAFS / SE / none) → 1×1 conv + BN to Cd channels → extraction (CMA / MHSA / none)
+
+Its output replaces the depth feature. :class:`FusionDesign` names which selection and extraction modules fill the
+two slots, so the full model and its ablation variants are one class with different designs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import map_to_tokens, tokens_to_map
+
+
+def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
+    """Bias-free Linear(C → C/r) → ReLU → Linear(C/r → C), the excitation MLP of SE and LAFS."""
+    hidden = channels // reduction
+    return nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel selection: x ⊙ sigmoid(MLP(global average pool of x))."""
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        self.fc_channel = bottleneck_mlp(channels, reduction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc_channel(x.mean((2, 3))))[:, :, None, None]
+
+
+class LAFS(nn.Module):
+    """Local Attention-guided Feature Selection (AsymFormer §III-B): a spatial and a channel gate from one pool.
+
+    out = sigmoid(Σ_c x ⊙ s / C²) ⊙ x ⊙ sigmoid(MLP_c(g)), with g the global average pool and s = MLP_s(g).
+    The C² divisor follows the released code (it keeps the spatial gate close to 0.5). The channel sum is taken in
+    float32: 1/C² is sub-normal in fp16.
+    """
+
+    def __init__(self, channels: int, spatial_reduction: int = 16, channel_reduction: int = 8) -> None:
+        super().__init__()
+        self.fc_spatial = bottleneck_mlp(channels, spatial_reduction)
+        self.fc_channel = bottleneck_mlp(channels, channel_reduction)
+        self.inv_c2 = 1.0 / (channels * channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean((2, 3))
+        spatial_weights = self.fc_spatial(pooled)[:, :, None, None]
+        channel_gate = torch.sigmoid(self.fc_channel(pooled))[:, :, None, None]
+        logit = (x * spatial_weights).sum(1, keepdim=True, dtype=torch.float32) * self.inv_c2
+        return torch.sigmoid(logit).to(x.dtype) * x * channel_gate
+
+
+class CrossModalAttention(nn.Module):
+    """Cross-Modal Attention (CMA), the released ``Cross_Atten_Lite_split``: two full N×N attention maps.
+
+    Queries and keys come from the batch-normalised raw depth and RGB features, values from the fused feature;
+    an interleaving channel shuffle makes every query/key half depth- and half RGB-derived. The two maps are computed
+    as two "heads" of one scaled-dot-product attention call (scale (Cr/4)^-0.5, as released).
+    """
+
+    def __init__(self, depth_channels: int, rgb_channels: int, attn_drop: float = 0.2) -> None:
+        super().__init__()
+        self.value_dim = depth_channels // 4
+        self.key_dim = rgb_channels // 4
+        self.attn_drop = attn_drop
+        self.bn_x1 = nn.BatchNorm2d(depth_channels)
+        self.bn_x2 = nn.BatchNorm2d(rgb_channels)
+        self.kq1 = nn.Linear(depth_channels, 2 * self.key_dim)
+        self.kq2 = nn.Linear(rgb_channels, 2 * self.key_dim)
+        self.v_conv = nn.Linear(depth_channels, 2 * self.value_dim)
+        self.out_conv = nn.Linear(2 * self.value_dim, depth_channels)
+        self.bn_last = nn.BatchNorm2d(depth_channels)
+
+    def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        B, _, h, w = fused.shape
+        p = self.kq1(map_to_tokens(self.bn_x1(depth)))
+        q = self.kq2(map_to_tokens(self.bn_x2(rgb)))
+        # Interleave: z[2j] = p[j], z[2j+1] = q[j]; then chunks k1, q1, k2, q2.
+        k1, q1, k2, q2 = torch.stack((p, q), dim=-1).flatten(2).chunk(4, dim=-1)
+        queries = torch.stack((q1, q2), dim=1)
+        keys = torch.stack((k1, k2), dim=1)
+        values = self.v_conv(map_to_tokens(fused)).unflatten(-1, (2, self.value_dim)).transpose(1, 2)
+        out = F.scaled_dot_product_attention(
+            queries, keys, values, dropout_p=self.attn_drop if self.training else 0.0, scale=self.key_dim**-0.5
+        )
+        out = self.out_conv(out.transpose(1, 2).flatten(2))
+        return self.bn_last(tokens_to_map(out, h, w)) + fused
+
+
+class TokenSelfAttention(nn.Module):
+    """Standard multi-head self-attention over all tokens of the fused map, with a residual (Table I "MHSA-H2")."""
+
+    def __init__(self, channels: int, num_heads: int = 2) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(channels, channels)
+        self.k = nn.Linear(channels, channels)
+        self.v = nn.Linear(channels, channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        """Signature of an SCC extraction slot; only the fused map is attended."""
+        B, C, h, w = fused.shape
+        tokens = map_to_tokens(fused)
+        q, k, v = (layer(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for layer in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        return fused + tokens_to_map(self.proj(out), h, w)
+
+
+SelectionFactory = Callable[[int], nn.Module]
+"""Called with the concatenated channel count C = Cd + Cr; maps (B, C, h, w) → (B, C, h, w)."""
+ExtractionFactory = Callable[[int, int], nn.Module]
+"""Called with (Cd, Cr); the module maps (depth, rgb, fused) → fused."""
+
+
+@dataclass(frozen=True)
+class FusionDesign:
+    """Which modules fill the selection and extraction slots of an :class:`SCC` block (``None`` = empty slot)."""
+
+    selection: SelectionFactory | None
+    extraction: ExtractionFactory | None
+
+
+def _se_reduction_8(channels: int) -> nn.Module:
+    return SqueezeExcite(channels, reduction=8)
+
+
+def _mhsa_two_heads(depth_channels: int, rgb_channels: int) -> nn.Module:
+    return TokenSelfAttention(depth_channels, num_heads=2)
+
+
+LAFS_CMA = FusionDesign(selection=LAFS, extraction=CrossModalAttention)
+"""The released AsymFormer SCC."""
+CONCAT = FusionDesign(selection=None, extraction=None)
+"""Table I "Cat": concatenate and project with a 1×1 conv + BN."""
+SE_MHSA = FusionDesign(selection=_se_reduction_8, extraction=_mhsa_two_heads)
+"""Table I "SE+MHSA-H2" (SE reduction 8, bias-free, as LAFS's channel branch: the reading that gives 32.6 M)."""
+LAFS_ONLY = FusionDesign(selection=LAFS, extraction=None)
+CMA_ONLY = FusionDesign(selection=None, extraction=CrossModalAttention)
+
+
+class SCC(nn.Module):
+    """Selection → 1×1 conv (no bias) + BN → extraction; the released keys are ``fus_atten``, ``conv_bn``, ``cross_atten``."""
+
+    def __init__(self, depth_channels: int, rgb_channels: int, design: FusionDesign = LAFS_CMA) -> None:
+        super().__init__()
+        channels = depth_channels + rgb_channels
+        self.fus_atten = design.selection(channels) if design.selection else None
+        self.conv_bn = nn.Sequential(
+            nn.Conv2d(channels, depth_channels, kernel_size=1, bias=False), nn.BatchNorm2d(depth_channels)
+        )
+        self.cross_atten = design.extraction(depth_channels, rgb_channels) if design.extraction else None
+
+    def forward(self, depth: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        x = torch.cat((depth, rgb), dim=1)  # depth first, as released
+        if self.fus_atten is not None:
+            x = self.fus_atten(x)
+        x = self.conv_bn(x)
+        if self.cross_atten is not None:
+            x = self.cross_atten(depth, rgb, x)
+        return x

@@ -1,0 +1,123 @@
+"""Small building blocks shared by every model (timm and mmcv are unusable with the CPU torch build)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample during training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+def drop_path_rates(total_rate: float, depths: list[int] | tuple[int, ...]) -> list[list[float]]:
+    """Linearly increasing stochastic-depth rates (0 → total_rate over all blocks), split per stage."""
+    n = sum(depths)
+    rates = [total_rate * i / max(n - 1, 1) for i in range(n)]
+    out, start = [], 0
+    for depth in depths:
+        out.append(rates[start : start + depth])
+        start += depth
+    return out
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channel dimension of an NCHW map (ConvNeXt's "channels_first" LayerNorm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, h·w, C) row-major tokens → (B, C, h, w)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) → (B, h·w, C) row-major tokens."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize with align_corners=False, the convention of every decoder here."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """SegFormer/ConvNeXt initialisation: trunc-normal(0.02) linears, fan-out normal convs, unit norms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class InputShapeError(ValueError):
+    """Inputs whose shapes do not fit the model (wrong channels, RGB/X size mismatch, H/W the model cannot take)."""
+
+
+class InputSizeError(InputShapeError):
+    """An input whose H or W the model cannot take; the message names the nearest valid sizes."""
+
+
+def nearest_multiples(value: int, multiple: int) -> list[int]:
+    """The valid sizes around ``value`` (below and above, below omitted when it would be 0)."""
+    lower = (value // multiple) * multiple
+    upper = lower if lower == value else lower + multiple
+    return [v for v in dict.fromkeys((lower, upper)) if v > 0]
+
+
+def check_spatial_size(h: int, w: int, multiple: int, model_name: str) -> None:
+    """Raise :class:`InputSizeError` naming the nearest valid sizes when H or W is not a multiple of ``multiple``."""
+    if h % multiple == 0 and w % multiple == 0 and h > 0 and w > 0:
+        return
+    options = [f"{hh}×{ww}" for hh in nearest_multiples(h, multiple) for ww in nearest_multiples(w, multiple)]
+    raise InputSizeError(
+        f"{model_name} needs H and W to be multiples of {multiple}, got {h}×{w}. "
+        f"Nearest valid sizes: {', '.join(options)}. Resize the input to one of them, or pad it with "
+        f"rgbxseg.models.pad_to_multiple(x, {multiple}) and crop the logits back "
+        f"(rgbxseg.Segmenter does this for you)."
+    )
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch.Tensor:
+    """Pad an NCHW tensor at the bottom/right so that H and W become multiples of ``multiple``.
+
+    Crop the model output back with ``out[..., :h, :w]``; padding bottom/right keeps pixel (0, 0) aligned.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), value=value)
+
+
+def is_tracing() -> bool:
+    """True while exporting or compiling, when Python-side shape checks must not add guards."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()

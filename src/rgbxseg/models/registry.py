@@ -1,0 +1,105 @@
+"""Registry of model names with their builders and the facts their papers report."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from ..normalization import ASYMFORMER_TRAIN, Normalization
+from .base import SegmentationModel
+
+ModelBuilder = Callable[..., SegmentationModel]
+
+
+@dataclass(frozen=True)
+class PaperFacts:
+    """Numbers as published, with the protocol in the keys (e.g. ``"nyuv2 ms"``, ``"RTX 3090 fp32"``)."""
+
+    params_m: float | None = None
+    gmacs: float | None = None
+    gmacs_input: tuple[int, int] = (480, 640)
+    miou: Mapping[str, float] = field(default_factory=dict)
+    fps: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params_m": self.params_m,
+            "gmacs": self.gmacs,
+            "gmacs_input": list(self.gmacs_input),
+            "miou": dict(self.miou),
+            "fps": dict(self.fps),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to build it and what its paper reports."""
+
+    name: str
+    builder: ModelBuilder
+    summary: str
+    paper: PaperFacts
+    default_num_classes: int = 40
+    normalization: Normalization = ASYMFORMER_TRAIN
+
+
+_MODELS: dict[str, ModelSpec] = {}
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(_MODELS)
+
+
+def register_model(
+    name: str,
+    *,
+    summary: str,
+    paper: PaperFacts,
+    default_num_classes: int = 40,
+    normalization: Normalization = ASYMFORMER_TRAIN,
+) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder(num_classes=..., **kwargs) -> SegmentationModel`` under ``name``."""
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelSpec(name, builder, summary, paper, default_num_classes, normalization)
+        return builder
+
+    return decorator
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec of ``name``; an unknown name raises a KeyError that lists the registered ones."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _MODELS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_MODELS))}") from None
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def describe_model(name: str, num_classes: int | None = None) -> dict[str, Any]:
+    """Name, summary, measured parameter count and paper facts of a registered model.
+
+    The model is built on the ``meta`` device: shapes only, no memory and no initialisation cost.
+    """
+    spec = get_model_spec(name)
+    with torch.device("meta"):
+        model = spec.builder(num_classes=num_classes or spec.default_num_classes)
+    return {
+        "name": name,
+        "summary": spec.summary,
+        "num_classes": model.num_classes,
+        "params": sum(p.numel() for p in model.parameters()),
+        "input_multiple": model.input_multiple,
+        "paper": spec.paper.to_dict(),
+    }
