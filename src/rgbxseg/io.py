@@ -21,6 +21,6 @@ def atomic_write_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
-        os.replace(tmp, target)
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)

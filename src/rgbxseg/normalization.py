@@ -20,14 +20,15 @@ class Normalization:
     """How raw frames become network inputs.
 
     RGB: uint8 → ``/255`` → ``(x − rgb_mean) / rgb_std`` per channel (R, G, B order).
-    Depth: millimetres (0 = invalid) → ``/ depth_divisor`` → ``(d − depth_mean) / depth_std``. Invalid pixels are
-    not masked: they become ``−depth_mean / depth_std`` as in the released training code.
+    Depth: raw values in ``depth_unit`` (0 = invalid) → ``/ depth_divisor`` → ``(d − depth_mean) / depth_std``.
+    Invalid pixels are not masked: they become ``−depth_mean / depth_std`` as in the released training code.
     The arithmetic is float32 in exactly this order, which reproduces the official inputs bit for bit.
     """
 
     name: str
     rgb_mean: tuple[float, float, float] = IMAGENET_MEAN
     rgb_std: tuple[float, float, float] = IMAGENET_STD
+    depth_unit: str = "mm"
     depth_divisor: float = 1000.0
     depth_mean: float = NYUV2_DEPTH_MEAN_M
     depth_std: float = NYUV2_DEPTH_STD_M
@@ -39,7 +40,7 @@ class Normalization:
         return (rgb.to(torch.float32) / 255 - mean) / std
 
     def normalize_depth(self, depth_mm: torch.Tensor) -> torch.Tensor:
-        """(…, 1, H, W) millimetres → normalised float32."""
+        """(…, 1, H, W) depth in ``depth_unit`` → normalised float32."""
         return (depth_mm.to(torch.float32) / self.depth_divisor - self.depth_mean) / self.depth_std
 
     def to_dict(self) -> dict[str, Any]:

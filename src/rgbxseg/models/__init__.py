@@ -3,6 +3,7 @@
 from . import asymformer  # noqa: F401  (registers the AsymFormer family)
 from .asymformer import AsymFormer
 from .base import SegmentationModel
+from .factory import create_model
 from .layers import InputShapeError, InputSizeError, pad_to_multiple
 from .registry import MODELS, ModelSpec, PaperFacts, get_model_spec, list_models, register_model
 
@@ -14,6 +15,7 @@ __all__ = [
     "ModelSpec",
     "PaperFacts",
     "SegmentationModel",
+    "create_model",
     "get_model_spec",
     "list_models",
     "pad_to_multiple",

@@ -18,9 +18,15 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from .backbones.convnext import CONVNEXT_CONFIGS, ConvNeXtConfig, convnext_downsampler, convnext_stage, init_convnext_weights
+from .backbones.convnext import (
+    CONVNEXT_CONFIGS,
+    ConvNeXtConfig,
+    convnext_downsampler,
+    convnext_stage,
+    init_convnext_weights,
+)
 from .backbones.mit import MIT_CONFIGS, MiTConfig, mit_blocks, mit_patch_embed, mit_stage_norm, run_mit_stage
-from .base import KeyMapping, SegmentationModel, StateDict
+from .base import BackboneMapping, SegmentationModel, StateDict
 from .decoders import MLPDecoder
 from .fusion import CMA_ONLY, CONCAT, LAFS_CMA, LAFS_ONLY, SCC, SE_MHSA, FusionDesign
 from .layers import init_vit_weights, resize
@@ -106,8 +112,19 @@ class AsymFormer(SegmentationModel):
     def convert_checkpoint(self, state: StateDict) -> StateDict:
         return legacy_to_current(state)
 
-    def pretrained_backbone_mappings(self) -> dict[str, KeyMapping]:
-        return {"rgb": convnext_to_asymformer, "depth": mit_to_asymformer}
+    def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
+        return {
+            "rgb": BackboneMapping(
+                convnext_to_asymformer,
+                re.compile(r"^down_sample_\d\.rgb_(stem|layer)\."),
+                "ImageNet ConvNeXt (convnext_tiny_1k_224_ema.pth, weights under 'model')",
+            ),
+            "depth": BackboneMapping(
+                mit_to_asymformer,
+                re.compile(r"^down_sample_(\d\.depth_(layer|norm)|[234]\.depth_stem)\."),
+                "SegFormer ImageNet MiT (mit_b0.pth)",
+            ),
+        }
 
 
 # --- checkpoint layouts ------------------------------------------------------------------------------------------
@@ -136,24 +153,23 @@ def legacy_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
     Current-layout keys pass through unchanged, so the conversion is safe to apply to any AsymFormer state.
     """
     out = {}
-    for key, value in state.items():
-        key = _rename(key, _LEGACY_RENAMES)
+    for old_key, value in state.items():
+        key = _rename(old_key, _LEGACY_RENAMES)
         if _DECODER_PROJ.match(key) and value.ndim == 2:
-            value = value[:, :, None, None]
+            out[key] = value[:, :, None, None]
         elif _ATTN_PROJ.search(key) and value.ndim == 4 and value.shape[2:] == (1, 1):
-            value = value[:, :, 0, 0]
-        out[key] = value
+            out[key] = value[:, :, 0, 0]
+        else:
+            out[key] = value
     return out
 
 
 def current_to_legacy(state: Mapping[str, torch.Tensor]) -> StateDict:
     """The inverse of :func:`legacy_to_current`: the layout the official 2023 code and released checkpoint use."""
     out = {}
-    for key, value in state.items():
-        key = _rename(key, _CURRENT_RENAMES)
-        if _DECODER_PROJ.match(key) and value.ndim == 4:
-            value = value[:, :, 0, 0]
-        out[key] = value
+    for current_key, value in state.items():
+        key = _rename(current_key, _CURRENT_RENAMES)
+        out[key] = value[:, :, 0, 0] if _DECODER_PROJ.match(key) and value.ndim == 4 else value
     return out
 
 

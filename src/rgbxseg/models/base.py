@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .layers import InputShapeError, check_spatial_size, is_tracing
 
+if TYPE_CHECKING:
+    from ..weights import WeightsMetadata
+
 StateDict = dict[str, torch.Tensor]
-KeyMapping = Callable[[Mapping[str, torch.Tensor]], StateDict]
-"""Maps a pretrained checkpoint's state dict onto this model's key names (keys it does not cover are dropped)."""
+
+
+@dataclass(frozen=True)
+class BackboneMapping:
+    """How an ImageNet backbone checkpoint initialises part of a model.
+
+    ``remap`` renames the checkpoint's keys to the model's (dropping what it does not use); every model key that
+    ``covers`` matches must then be provided, so a truncated or wrong file cannot half-initialise a branch.
+    """
+
+    remap: Callable[[Mapping[str, torch.Tensor]], StateDict]
+    covers: re.Pattern[str]
+    expected_file: str
 
 
 class SegmentationModel(nn.Module):
@@ -26,6 +43,8 @@ class SegmentationModel(nn.Module):
     input_multiple: int = 32
     x_channels: int = 1
     classifier_key: str = ""
+    weights_metadata: WeightsMetadata | None = None
+    """Set by :func:`rgbxseg.create_model`: classes, palette and input normalisation of the loaded weights."""
 
     def __init__(self, model_name: str, num_classes: int) -> None:
         super().__init__()
@@ -55,6 +74,6 @@ class SegmentationModel(nn.Module):
         """Rename/reshape keys of older released layouts to the current one (identity by default)."""
         return state
 
-    def pretrained_backbone_mappings(self) -> dict[str, KeyMapping]:
-        """Named key mappings from ImageNet backbone checkpoints onto this model (none by default)."""
+    def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
+        """ImageNet backbone checkpoints this model can start from, by part name (none by default)."""
         return {}

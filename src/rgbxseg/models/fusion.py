@@ -23,7 +23,9 @@ from .layers import map_to_tokens, tokens_to_map
 def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
     """Bias-free Linear(C → C/r) → ReLU → Linear(C/r → C), the excitation MLP of SE and LAFS."""
     hidden = channels // reduction
-    return nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False))
+    return nn.Sequential(
+        nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False)
+    )
 
 
 class SqueezeExcite(nn.Module):
@@ -81,7 +83,7 @@ class CrossModalAttention(nn.Module):
         self.bn_last = nn.BatchNorm2d(depth_channels)
 
     def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-        B, _, h, w = fused.shape
+        h, w = fused.shape[-2:]
         p = self.kq1(map_to_tokens(self.bn_x1(depth)))
         q = self.kq2(map_to_tokens(self.bn_x2(rgb)))
         # Interleave: z[2j] = p[j], z[2j+1] = q[j]; then chunks k1, q1, k2, q2.
@@ -107,11 +109,14 @@ class TokenSelfAttention(nn.Module):
         self.v = nn.Linear(channels, channels)
         self.proj = nn.Linear(channels, channels)
 
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
     def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         """Signature of an SCC extraction slot; only the fused map is attended."""
-        B, C, h, w = fused.shape
+        h, w = fused.shape[-2:]
         tokens = map_to_tokens(fused)
-        q, k, v = (layer(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for layer in (self.q, self.k, self.v))
+        q, k, v = (self.split_heads(layer(tokens)) for layer in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
         return fused + tokens_to_map(self.proj(out), h, w)
 
@@ -149,7 +154,10 @@ CMA_ONLY = FusionDesign(selection=None, extraction=CrossModalAttention)
 
 
 class SCC(nn.Module):
-    """Selection → 1×1 conv (no bias) + BN → extraction; the released keys are ``fus_atten``, ``conv_bn``, ``cross_atten``."""
+    """Selection → 1×1 conv (no bias) + BN → extraction.
+
+    Slot names are the released keys: ``fus_atten`` (selection), ``conv_bn``, ``cross_atten`` (extraction).
+    """
 
     def __init__(self, depth_channels: int, rgb_channels: int, design: FusionDesign = LAFS_CMA) -> None:
         super().__init__()

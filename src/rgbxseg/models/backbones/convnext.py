@@ -68,9 +68,7 @@ def convnext_downsampler(config: ConvNeXtConfig, stage: int, in_chans: int = 3) 
 def convnext_stage(config: ConvNeXtConfig, stage: int) -> nn.Sequential:
     """The blocks of one stage, with stochastic depth rising linearly over the whole network."""
     rates = drop_path_rates(config.drop_path_rate, config.depths)[stage]
-    return nn.Sequential(
-        *(ConvNeXtBlock(config.dims[stage], rate, config.layer_scale_init) for rate in rates)
-    )
+    return nn.Sequential(*(ConvNeXtBlock(config.dims[stage], rate, config.layer_scale_init) for rate in rates))
 
 
 class ConvNeXt(nn.Module):

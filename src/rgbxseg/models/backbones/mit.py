@@ -6,8 +6,9 @@ Built for reuse without forks:
   :func:`run_mit_stage` runs blocks + stage norm, so AsymFormer can interleave MiT stages with its own fusion;
 * ``norm_layer`` chooses the LayerNorm at every site: :class:`StreamLayerNorm` runs one shared-weight MiT over several
   modalities stacked along the batch with per-modality norms (GeminiFusion);
-* ``attention_cls`` lets a method subclass :class:`EfficientSelfAttention` (it exposes :meth:`~EfficientSelfAttention.attend`,
-  the merged-head output before the projection) to add fusion or prompt branches (GeminiFusion, DPLNet);
+* ``attention_cls`` lets a method subclass :class:`EfficientSelfAttention`, whose :meth:`~EfficientSelfAttention.attend`
+  exposes the queries and the merged-head output before the projection, to add fusion or prompt branches
+  (GeminiFusion, DPLNet);
 * :meth:`MixTransformer.freeze` freezes the pretrained weights (DPLNet).
 """
 

@@ -1,0 +1,336 @@
+"""Weights I/O used by every command: official checkpoints, ImageNet backbones and our self-describing format.
+
+* :func:`read_checkpoint` reads a ``.safetensors`` file (with our JSON metadata) or a PyTorch pickle with
+  ``weights_only=True`` — a weights file can never run code — and unwraps the usual containers.
+* :func:`load_weights` fits a checkpoint to a model: wrapper prefixes stripped, legacy layouts converted *before*
+  matching (the official loader filters first and silently loses the SCC keys), then a strict load that reports every
+  missing, unexpected and mis-shaped key. ``strict=False`` loads what fits and returns the report.
+* :func:`save_weights` writes safetensors plus :class:`WeightsMetadata` (model, classes, palette, normalisation).
+* :func:`load_backbone_weights` initialises a branch from an ImageNet checkpoint (ConvNeXt, SegFormer MiT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .data.classes import CLASS_SETS, ClassSet, voc_palette
+from .io import atomic_write_path
+from .models.base import SegmentationModel, StateDict
+from .models.registry import get_model_spec
+from .normalization import Normalization
+
+PathLike = str | os.PathLike[str]
+_METADATA_KEY = "rgbxseg"
+_WRAPPER_PREFIXES = ("module.", "model.")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be read or is not a checkpoint; the message names the file."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes do not fit the model; the message lists them."""
+
+
+@dataclass(frozen=True)
+class WeightsMetadata:
+    """What a checkpoint needs to be used on new data without guessing."""
+
+    model: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    normalization: Normalization
+    dataset: str = ""
+    description: str = ""
+    rgbxseg_version: str = __version__
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes + 1:
+            raise ValueError(
+                f"metadata for {self.model}: {self.num_classes} classes need {self.num_classes} names and "
+                f"{self.num_classes + 1} palette colours (void first), "
+                f"got {len(self.class_names)} and {len(self.palette)}"
+            )
+
+    @property
+    def class_set(self) -> ClassSet:
+        return ClassSet(self.dataset or self.model, self.class_names, self.palette)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "palette": [list(c) for c in self.palette],
+            "normalization": self.normalization.to_dict(),
+            "dataset": self.dataset,
+            "description": self.description,
+            "rgbxseg_version": self.rgbxseg_version,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeightsMetadata:
+        fields = dict(data)
+        fields["class_names"] = tuple(fields["class_names"])
+        fields["palette"] = tuple(tuple(int(v) for v in color) for color in fields["palette"])
+        fields["normalization"] = Normalization.from_dict(fields["normalization"])
+        return cls(**fields)
+
+
+def default_metadata(model: SegmentationModel, dataset: str = "") -> WeightsMetadata:
+    """Metadata for a model without any: its registered normalisation and the class set with its class count."""
+    k = model.num_classes
+    class_set = next((c for c in CLASS_SETS.values() if c.num_classes == k), None)
+    if class_set is None:
+        class_set = ClassSet("custom", tuple(f"class_{i}" for i in range(1, k + 1)), tuple(voc_palette(k + 1)))
+    return WeightsMetadata(
+        model=model.model_name,
+        num_classes=model.num_classes,
+        class_names=class_set.names,
+        palette=class_set.palette,
+        normalization=get_model_spec(model.model_name).normalization,
+        dataset=dataset or class_set.name,
+    )
+
+
+@dataclass
+class LoadReport:
+    """What happened when a checkpoint was fitted to a model."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    loaded_params: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 20) -> str:
+        lines = [f"{self.source}: {len(self.loaded)} tensors ({self.loaded_params:,} values) fit the model"]
+        for title, items in (
+            ("missing from the checkpoint", self.missing),
+            ("unexpected in the checkpoint", self.unexpected),
+            ("shape differs (checkpoint vs model)", [f"{k}: {list(a)} vs {list(b)}" for k, a, b in self.mismatched]),
+        ):
+            if items:
+                shown = ", ".join(items[:limit]) + (f", … (+{len(items) - limit} more)" if len(items) > limit else "")
+                lines.append(f"  {len(items)} {title}: {shown}")
+        return "\n".join(lines)
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+
+def _is_safetensors(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and int.from_bytes(head[:8], "little") < path.stat().st_size and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            raw = (f.metadata() or {}).get(_METADATA_KEY)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    metadata = None
+    if raw is not None:
+        try:
+            metadata = WeightsMetadata.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
+    return state, metadata
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} contains Python objects besides tensors, and unpickling them could run code, so rgbxseg "
+            f"refuses to. If you trust the file, re-save only its tensors once, e.g. "
+            f"`torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')`. ({err})"
+        ) from err
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+
+
+def _unwrap_container(obj: Any, path: Path, use_ema: bool) -> tuple[Mapping[str, Any], Any]:
+    """Pick the state dict out of the usual containers; returns (state, raw metadata or None)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors or a training checkpoint, got {type(obj).__name__}")
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else None
+    if use_ema:
+        if "state_dict_ema" not in obj:
+            raise CheckpointError(f"{path}: EMA weights were requested but the file has no 'state_dict_ema'")
+        return obj["state_dict_ema"], metadata
+    for key in ("state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            return obj[key], metadata
+    return obj, metadata
+
+
+def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict, WeightsMetadata | None]:
+    """Read a checkpoint file into (state dict, metadata or None).
+
+    Accepts our safetensors files, and PyTorch files holding a bare state dict or a dict with ``state_dict``
+    (official AsymFormer), ``model`` (ImageNet ConvNeXt, our training checkpoints) or ``state_dict_ema``
+    (``use_ema=True``). Keys ending in ``_extra_state`` (Transformer-Engine) are dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if _is_safetensors(path):
+        state, metadata = _read_safetensors(path)
+    else:
+        state, raw_metadata = _unwrap_container(_read_pickle(path), path, use_ema)
+        try:
+            metadata = WeightsMetadata.from_dict(raw_metadata) if raw_metadata else None
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{path}: entries {not_tensors[:5]} are not tensors; this is not a state dict")
+    return {k: v for k, v in state.items() if not k.endswith("_extra_state")}, metadata
+
+
+# --- fitting to a model ------------------------------------------------------------------------------------------
+
+
+def _matching_fraction(state: Mapping[str, torch.Tensor], model_keys: set[str]) -> float:
+    return sum(k in model_keys for k in state) / max(len(state), 1)
+
+
+def fit_state_dict(model: SegmentationModel, state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Strip DataParallel/wrapper prefixes and convert legacy layouts, before any matching against the model.
+
+    A prefix is stripped when every key carries it, or when stripping makes at least half of the keys match.
+    """
+    model_keys = set(model.state_dict())
+    for prefix in _WRAPPER_PREFIXES:
+        carriers = sum(k.startswith(prefix) for k in state)
+        if not carriers:
+            continue
+        stripped = {k.removeprefix(prefix): v for k, v in state.items()}
+        if carriers == len(state) or _matching_fraction(model.convert_checkpoint(stripped), model_keys) >= 0.5:
+            state = stripped
+    return model.convert_checkpoint(dict(state))
+
+
+def compare_state_dict(model: SegmentationModel, state: Mapping[str, torch.Tensor], source: str) -> LoadReport:
+    own = model.state_dict()
+    report = LoadReport(source)
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(value.shape) != tuple(own[key].shape):
+            report.mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            report.loaded.append(key)
+            report.loaded_params += value.numel()
+    report.missing = [k for k in own if k not in state]
+    return report
+
+
+def load_weights(
+    model: SegmentationModel,
+    source: PathLike | Mapping[str, torch.Tensor],
+    *,
+    strict: bool = True,
+    use_ema: bool = False,
+) -> LoadReport:
+    """Load a checkpoint (path or state dict) into ``model``.
+
+    ``strict=True`` (default) raises :class:`CheckpointMismatchError` listing every missing, unexpected and
+    mis-shaped key, and loads nothing. ``strict=False`` loads the tensors that fit and returns the report.
+    """
+    if isinstance(source, Mapping):
+        state, metadata, name = dict(source), None, "state dict"
+    else:
+        state, metadata = read_checkpoint(source, use_ema=use_ema)
+        name = str(source)
+    if strict and metadata is not None and metadata.model != model.model_name:
+        raise CheckpointMismatchError(
+            f"{name} holds weights of {metadata.model!r}, not {model.model_name!r}; "
+            f"build it with rgbxseg.create_model({metadata.model!r}, weights=...)"
+        )
+    state = fit_state_dict(model, state)
+    report = compare_state_dict(model, state, name)
+    if strict and not report.complete:
+        raise CheckpointMismatchError(
+            report.describe() + "\nNothing was loaded. Check the model name and num_classes, or pass strict=False "
+            "to load only the tensors that fit."
+        )
+    model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    return report
+
+
+def infer_num_classes(model_name: str, state: Mapping[str, torch.Tensor]) -> int | None:
+    """Class count from the classifier weight of a checkpoint (any wrapper prefix), or None."""
+    spec = get_model_spec(model_name)
+    with torch.device("meta"):
+        key = spec.builder(num_classes=spec.default_num_classes).classifier_key
+    for name, value in state.items():
+        if name == key or name.endswith("." + key):
+            return int(value.shape[0])
+    return None
+
+
+def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -> LoadReport:
+    """Initialise one branch of ``model`` from an ImageNet backbone checkpoint (e.g. ``part="rgb"``).
+
+    Every model key of that branch must come from the file with the right shape; anything else raises.
+    """
+    mappings = model.pretrained_backbone_mappings()
+    if part not in mappings:
+        raise ValueError(
+            f"{model.model_name} has no pretrained backbone part {part!r}; parts: {', '.join(mappings) or 'none'}"
+        )
+    mapping = mappings[part]
+    state, _ = read_checkpoint(path)
+    mapped = mapping.remap(state)
+    if not mapped:
+        raise CheckpointError(f"{path}: no tensor maps onto the {part} branch; expected {mapping.expected_file}")
+    report = compare_state_dict(model, mapped, str(path))
+    report.missing = [k for k in report.missing if mapping.covers.match(k)]
+    if not report.complete:
+        raise CheckpointMismatchError(
+            report.describe() + f"\nExpected {mapping.expected_file} matching {model.model_name}. Nothing was loaded."
+        )
+    model.load_state_dict(mapped, strict=False)
+    return report
+
+
+# --- writing -----------------------------------------------------------------------------------------------------
+
+
+def save_weights(model: SegmentationModel, path: PathLike, metadata: WeightsMetadata | None = None) -> Path:
+    """Write ``model``'s weights as safetensors with our metadata block, atomically (temp file + rename)."""
+    metadata = metadata or model.weights_metadata or default_metadata(model)
+    if metadata.model != model.model_name or metadata.num_classes != model.num_classes:
+        raise ValueError(
+            f"metadata describes {metadata.model} with {metadata.num_classes} classes, "
+            f"but the model is {model.model_name} with {model.num_classes}"
+        )
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_write_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(metadata.to_dict()), "format": "pt"})
+    return Path(path)

@@ -1,0 +1,59 @@
+"""Shared fixtures: the official AsymFormer reference outputs and the rule that regenerates its weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+
+
+def regenerate_fixture_weights(keys: list[str], shapes: list[list[int]], seed: int) -> dict[str, torch.Tensor]:
+    """The weight rule of the reference fixture (spec §23.3): one generator, draws in the stored key order."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape_list in zip(keys, shapes, strict=True):
+        shape = tuple(shape_list)
+        if key.endswith("num_batches_tracked"):
+            t = torch.zeros((), dtype=torch.int64)
+        elif key.endswith("running_var"):
+            t = 0.5 + torch.rand(shape, generator=g)
+        elif key.endswith("running_mean"):
+            t = 0.1 * torch.randn(shape, generator=g)
+        elif key.endswith(".gamma"):
+            t = 0.05 + 0.35 * torch.rand(shape, generator=g)
+        elif len(shape) >= 2:
+            t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+        elif key.endswith(".weight"):
+            t = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        else:
+            t = 0.05 * torch.randn(shape, generator=g)
+        if t.is_floating_point():
+            t = t.half().float()
+        state[key] = t
+    return state
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """Inputs and logits of the official model (CPU fp32), see tests/data/README.md."""
+    return torch.load(DATA / "asymformer_b0t_public_fixture.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def reference_state(reference: dict) -> dict[str, torch.Tensor]:
+    return regenerate_fixture_weights(reference["keys"], reference["shapes"], reference["weight_seed"])
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads((DATA / "asymformer_b0t_state_dict_manifest.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)

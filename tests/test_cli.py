@@ -1,0 +1,40 @@
+"""The console script end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from rgbxseg.cli import main
+
+
+def test_info_lists_every_model_with_measured_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["asymformer_b0_t"]["params"] == 33_059_576
+    assert rows["asymformer_b0_t"]["paper"]["miou"]["nyuv2"] == 54.1
+    assert rows["asymformer_b0_t_cat"]["paper"]["params_m"] == 31.9
+    assert len(rows) == 5
+
+
+def test_info_table_for_sun_classes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "asymformer_b0_t", "--num-classes", "37"]) == 0
+    out = capsys.readouterr().out
+    assert "33,058,805" in out and "37 classes" in out and "RTX 3090 fp32 65" in out
+
+
+def test_unknown_model_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "asymformer_b0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rgbxseg info: error: unknown model 'asymformer_b0'. Did you mean asymformer_b0_t")
+
+
+def test_console_script_is_installed() -> None:
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "rgbxseg"]
+    assert script.value == "rgbxseg.cli:main"
+    result = subprocess.run([sys.executable, "-m", "rgbxseg", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("rgbxseg ")
