@@ -60,3 +60,5 @@ ASYMFORMER_TRAIN = Normalization(name="asymformer_train")
 
 ASYMFORMER_NYUV2_EVAL = Normalization(name="asymformer_nyuv2_eval", rgb_mean=NYUV2_RGB_MEAN, rgb_std=NYUV2_RGB_STD)
 """The convention of the official single-scale evaluation script (NYUv2 RGB statistics), behind the 54.1 mIoU."""
+
+NORMALIZATIONS: dict[str, Normalization] = {n.name: n for n in (ASYMFORMER_TRAIN, ASYMFORMER_NYUV2_EVAL)}

@@ -36,7 +36,9 @@ from .registry import PaperFacts, register_model
 class AsymStage(nn.Module):
     """One ``down_sample_k`` block: a ConvNeXt stage, a MiT stage and (k ≥ 2) the SCC fusion of their outputs."""
 
-    def __init__(self, stage: int, rgb: ConvNeXtConfig, depth: MiTConfig, fusion: FusionDesign | None) -> None:
+    def __init__(
+        self, stage: int, rgb: ConvNeXtConfig, depth: MiTConfig, fusion: FusionDesign | None, attn_drop: float
+    ) -> None:
         super().__init__()
         depth_in = 1 if stage == 0 else depth.embed_dims[stage - 1]
         self.depth_stem = mit_patch_embed(depth, stage, depth_in)
@@ -44,7 +46,7 @@ class AsymStage(nn.Module):
         self.rgb_layer = convnext_stage(rgb, stage)
         self.depth_layer = mit_blocks(depth, stage)
         self.depth_norm = mit_stage_norm(depth, stage)
-        self.SCC = SCC(depth.embed_dims[stage], rgb.dims[stage], fusion) if fusion else None
+        self.SCC = SCC(depth.embed_dims[stage], rgb.dims[stage], fusion, attn_drop) if fusion else None
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.rgb_layer(self.rgb_stem(rgb))
@@ -63,6 +65,8 @@ class AsymFormer(SegmentationModel):
         fusion: the SCC design at stages 2–4 (the paper's Table I variants differ only here).
         rgb_backbone: a key of ``CONVNEXT_CONFIGS``; depth_backbone: a key of ``MIT_CONFIGS``.
         rgb_drop_path / depth_drop_path: stochastic-depth rates (0.3 / 0.1 as released).
+        fusion_attn_drop: dropout on the fusion attention probabilities (0.2 as released).
+        decoder_dropout: Dropout2d before the classifier (0.1 as released).
         decoder_dim: MLP decoder width.
     """
 
@@ -77,6 +81,8 @@ class AsymFormer(SegmentationModel):
         depth_backbone: str = "mit_b0",
         rgb_drop_path: float = 0.3,
         depth_drop_path: float = 0.1,
+        fusion_attn_drop: float = 0.2,
+        decoder_dropout: float = 0.1,
         decoder_dim: int = 256,
         model_name: str = "asymformer_b0_t",
     ) -> None:
@@ -84,8 +90,9 @@ class AsymFormer(SegmentationModel):
         rgb = replace(CONVNEXT_CONFIGS[rgb_backbone], drop_path_rate=rgb_drop_path)
         depth = replace(MIT_CONFIGS[depth_backbone], drop_path_rate=depth_drop_path)
         for k in range(4):
-            self.add_module(f"down_sample_{k + 1}", AsymStage(k, rgb, depth, fusion if k > 0 else None))
-        self.Decoder = MLPDecoder(depth.embed_dims, num_classes, decoder_dim, dropout=0.1, fuse_bias=True)
+            stage_fusion = fusion if k > 0 else None
+            self.add_module(f"down_sample_{k + 1}", AsymStage(k, rgb, depth, stage_fusion, fusion_attn_drop))
+        self.Decoder = MLPDecoder(depth.embed_dims, num_classes, decoder_dim, decoder_dropout, fuse_bias=True)
         for stage in self.stages:
             for part in (stage.rgb_stem, stage.rgb_layer):
                 part.apply(init_convnext_weights)

@@ -101,9 +101,10 @@ class CrossModalAttention(nn.Module):
 class TokenSelfAttention(nn.Module):
     """Standard multi-head self-attention over all tokens of the fused map, with a residual (Table I "MHSA-H2")."""
 
-    def __init__(self, channels: int, num_heads: int = 2) -> None:
+    def __init__(self, channels: int, num_heads: int = 2, attn_drop: float = 0.0) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.attn_drop = attn_drop
         self.q = nn.Linear(channels, channels)
         self.k = nn.Linear(channels, channels)
         self.v = nn.Linear(channels, channels)
@@ -117,14 +118,15 @@ class TokenSelfAttention(nn.Module):
         h, w = fused.shape[-2:]
         tokens = map_to_tokens(fused)
         q, k, v = (self.split_heads(layer(tokens)) for layer in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = out.transpose(1, 2).flatten(2)
         return fused + tokens_to_map(self.proj(out), h, w)
 
 
 SelectionFactory = Callable[[int], nn.Module]
 """Called with the concatenated channel count C = Cd + Cr; maps (B, C, h, w) → (B, C, h, w)."""
-ExtractionFactory = Callable[[int, int], nn.Module]
-"""Called with (Cd, Cr); the module maps (depth, rgb, fused) → fused."""
+ExtractionFactory = Callable[[int, int, float], nn.Module]
+"""Called with (Cd, Cr, attention dropout); the module maps (depth, rgb, fused) → fused."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ def _se_reduction_8(channels: int) -> nn.Module:
     return SqueezeExcite(channels, reduction=8)
 
 
-def _mhsa_two_heads(depth_channels: int, rgb_channels: int) -> nn.Module:
-    return TokenSelfAttention(depth_channels, num_heads=2)
+def _mhsa_two_heads(depth_channels: int, rgb_channels: int, attn_drop: float) -> nn.Module:
+    return TokenSelfAttention(depth_channels, num_heads=2, attn_drop=attn_drop)
 
 
 LAFS_CMA = FusionDesign(selection=LAFS, extraction=CrossModalAttention)
@@ -159,14 +161,16 @@ class SCC(nn.Module):
     Slot names are the released keys: ``fus_atten`` (selection), ``conv_bn``, ``cross_atten`` (extraction).
     """
 
-    def __init__(self, depth_channels: int, rgb_channels: int, design: FusionDesign = LAFS_CMA) -> None:
+    def __init__(
+        self, depth_channels: int, rgb_channels: int, design: FusionDesign = LAFS_CMA, attn_drop: float = 0.2
+    ) -> None:
         super().__init__()
         channels = depth_channels + rgb_channels
         self.fus_atten = design.selection(channels) if design.selection else None
         self.conv_bn = nn.Sequential(
             nn.Conv2d(channels, depth_channels, kernel_size=1, bias=False), nn.BatchNorm2d(depth_channels)
         )
-        self.cross_atten = design.extraction(depth_channels, rgb_channels) if design.extraction else None
+        self.cross_atten = design.extraction(depth_channels, rgb_channels, attn_drop) if design.extraction else None
 
     def forward(self, depth: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         x = torch.cat((depth, rgb), dim=1)  # depth first, as released

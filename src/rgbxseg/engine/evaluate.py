@@ -1,0 +1,188 @@
+"""Evaluation: single-scale, multi-scale + flip and sliding-window inference, and dataset-level metrics.
+
+Every protocol is described by an :class:`EvalProtocol`, which is written next to the numbers, so a result is never
+ambiguous about how it was obtained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from ..models.layers import pad_to_multiple
+from .metrics import ConfusionMatrix, SegmentationMetrics
+
+Segmenter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``model(rgb, x)`` → logits (B, K, H, W)."""
+
+_SCORE_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "logits": lambda logits: logits,
+    "softmax": lambda logits: logits.softmax(dim=1),
+}
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How predictions are made.
+
+    Attributes:
+        scales: input scales; each scaled input is padded to the model's multiple, and its scores are resized back
+            to the input size and summed.
+        flip: also run the horizontally flipped input and add its (un-flipped) scores.
+        fusion: what is summed: ``"logits"`` (raw logits, the official AsymFormer multi-scale protocol) or
+            ``"softmax"`` (probabilities).
+        align_corners: for resizing scaled scores back (the official multi-scale script uses ``True``).
+        window / stride: sliding-window inference with this window (H, W) and stride instead of the whole image.
+    """
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    fusion: str = "logits"
+    align_corners: bool = False
+    window: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fusion not in _SCORE_FUSIONS:
+            raise ValueError(f"unknown score fusion {self.fusion!r}; choose from {', '.join(_SCORE_FUSIONS)}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        if self.stride is not None and self.window is None:
+            raise ValueError("a sliding-window stride needs a window size")
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+SINGLE_SCALE = EvalProtocol()
+OFFICIAL_MULTI_SCALE = EvalProtocol(scales=(1.0, 1.2, 1.4), align_corners=True)
+"""The AsymFormer ``MS5_eval.py`` protocol behind the 55.3 mIoU: ×1.0, 1.2, 1.4, raw logits summed, no flip."""
+
+
+def _window_starts(size: int, window: int, stride: int) -> list[int]:
+    last = max(size - window, 0)
+    return sorted({*range(0, last, stride), last})
+
+
+def _whole_image(model: Segmenter, rgb: torch.Tensor, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = rgb.shape[-2:]
+    return model(pad_to_multiple(rgb, multiple), pad_to_multiple(x, multiple))[..., :h, :w]
+
+
+def _sliding_windows(
+    model: Segmenter,
+    rgb: torch.Tensor,
+    x: torch.Tensor,
+    multiple: int,
+    window: tuple[int, int],
+    stride: tuple[int, int],
+) -> torch.Tensor:
+    h, w = rgb.shape[-2:]
+    scores: torch.Tensor | None = None
+    counts = torch.zeros(1, 1, h, w, device=rgb.device)
+    for top, left in itertools.product(
+        _window_starts(h, window[0], stride[0]), _window_starts(w, window[1], stride[1])
+    ):
+        region = (..., slice(top, top + window[0]), slice(left, left + window[1]))
+        out = _whole_image(model, rgb[region], x[region], multiple)
+        if scores is None:
+            scores = torch.zeros(rgb.shape[0], out.shape[1], h, w, device=rgb.device, dtype=out.dtype)
+        scores[region] += out
+        counts[region] += 1
+    return scores / counts
+
+
+def predict_scores(
+    model: Segmenter, rgb: torch.Tensor, x: torch.Tensor, protocol: EvalProtocol = SINGLE_SCALE, multiple: int = 32
+) -> torch.Tensor:
+    """Fused class scores (B, K, H, W) at the input resolution, following ``protocol``."""
+    h, w = rgb.shape[-2:]
+    fuse = _SCORE_FUSIONS[protocol.fusion]
+
+    def run(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        if protocol.window is None:
+            return fuse(_whole_image(model, r, d, multiple))
+        stride = protocol.stride or protocol.window
+        return fuse(_sliding_windows(model, r, d, multiple, protocol.window, stride))
+
+    total = None
+    for scale in protocol.scales:
+        size = (max(round(h * scale), 1), max(round(w * scale), 1))
+        r, d = rgb, x
+        if size != (h, w):
+            r = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
+            d = F.interpolate(x, size=size, mode="nearest")
+        scores = run(r, d)
+        if protocol.flip:
+            scores = scores + run(r.flip(-1), d.flip(-1)).flip(-1)
+        if size != (h, w):
+            scores = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=protocol.align_corners)
+        total = scores if total is None else total + scores
+    return total
+
+
+def _rank_shard(dataset: Dataset) -> Dataset:
+    """This rank's share of an evaluation set (no padding duplicates, unlike ``DistributedSampler``)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return dataset
+    return Subset(dataset, range(dist.get_rank(), len(dataset), dist.get_world_size()))
+
+
+def model_inputs(batch: dict, x_modality: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rgb, x) of a batch; ``x_modality="none"`` gives a zero map (an RGB-only run of an RGB-X network)."""
+    rgb = batch["rgb"].to(device, non_blocking=True)
+    if x_modality == "none":
+        return rgb, torch.zeros_like(rgb[:, :1])
+    if x_modality not in batch:
+        raise KeyError(
+            f"the dataset has no modality {x_modality!r}; it provides {sorted(k for k in batch if k != 'id')}"
+        )
+    return rgb, batch[x_modality].to(device, non_blocking=True)
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, workers: int, progress: bool, desc: str) -> Iterator[dict]:
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    yield from tqdm(loader, desc=desc, disable=not progress, leave=False)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    protocol: EvalProtocol = SINGLE_SCALE,
+    x_modality: str = "depth",
+    batch_size: int = 1,
+    workers: int = 0,
+    progress: bool = True,
+) -> SegmentationMetrics:
+    """Metrics of ``model`` over ``dataset`` (samples: ``rgb``, ``label`` and the X modality).
+
+    Under ``torch.distributed`` each rank evaluates its shard and the confusion matrices are summed.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    multiple = getattr(model, "input_multiple", 32)
+    confusion = ConfusionMatrix(num_classes, device)
+    started = time.perf_counter()
+    for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
+        rgb, x = model_inputs(batch, x_modality, device)
+        scores = predict_scores(model, rgb, x, protocol, multiple)
+        confusion.update(scores.argmax(1), batch["label"].to(device))
+    confusion.all_reduce()
+    model.train(was_training)
+    metrics = confusion.compute(class_names)
+    if progress:
+        tqdm.write(f"evaluated {len(dataset)} samples in {time.perf_counter() - started:.1f} s")
+    return metrics

@@ -1,0 +1,436 @@
+"""The training engine every method uses: one loop for CPU and GPU, single process or ``torchrun``.
+
+Reproducibility: all random streams are reseeded from (seed, rank, epoch) when an epoch starts, the sample order is
+a function of (seed, epoch), and each sample's augmentation a function of (seed, epoch, index). A run resumed from
+an epoch-boundary checkpoint therefore ends with the same weights as an uninterrupted run (bit for bit on CPU in a
+single process).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..data.dataset import RGBXDataset
+from ..data.transforms import TrainAugmentation
+from ..io import atomic_write_path
+from ..models import create_model
+from ..models.base import SegmentationModel
+from ..normalization import NORMALIZATIONS
+from ..weights import WeightsMetadata, save_weights
+from .checkpoint import load_training_checkpoint, save_training_checkpoint
+from .config import ConfigError, TrainConfig, to_dict
+from .distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    convert_sync_batchnorm,
+    init_distributed,
+    shutdown_distributed,
+)
+from .evaluate import EvalProtocol, evaluate, model_inputs
+from .metrics import SegmentationMetrics
+from .plots import plot_training_curves
+from .schedule import build_scheduler
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHECKPOINT_NAME = "last.pt"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss and stopped; the last good checkpoint is untouched."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    weights: Path
+    checkpoint: Path
+    metrics: SegmentationMetrics | None
+    epochs: int
+    iterations: int
+    images_per_second: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on ``label − 1`` with void (label 0) ignored, in float32; 0 for an all-void batch."""
+    target = label - 1
+    valid = (target >= 0).sum()
+    total = F.cross_entropy(logits.float(), target, ignore_index=-1, reduction="sum")
+    return total / valid.clamp(min=1)
+
+
+class ModelEMA:
+    """Exponential moving average of a model's parameters and buffers (evaluated and saved instead of it)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema, current in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if ema.is_floating_point():
+                ema.lerp_(current.to(ema.dtype), 1.0 - self.decay)
+            else:
+                ema.copy_(current)
+
+
+def reseed(seed: int, rank: int, epoch: int) -> None:
+    """Seed torch, numpy and random from (seed, rank, epoch): the streams of an epoch never depend on history."""
+    value = int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
+
+
+class Trainer:
+    """Builds data, model, optimiser and schedule from a :class:`TrainConfig` and runs the epochs."""
+
+    def __init__(self, config: TrainConfig, ctx: DistributedContext, progress: bool = True) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.progress = progress and ctx.is_main
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_path = self.output_dir / CHECKPOINT_NAME
+        if config.amp not in AMP_DTYPES:
+            raise ConfigError(f"amp: {config.amp!r} is not one of {', '.join(AMP_DTYPES)}")
+        if config.data.normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"data.normalization: {config.data.normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
+            )
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        reseed(config.seed, 0, -1)  # model initialisation is identical on every rank
+        self.normalization = NORMALIZATIONS[config.data.normalization]
+        self.train_set = self._dataset(config.data.train_split, train=True)
+        self.val_set = self._dataset(config.data.val_split, train=False)
+        self.model = self._build_model()
+        self.metadata = WeightsMetadata(
+            model=config.model.name,
+            num_classes=self.model.num_classes,
+            class_names=self.train_set.class_set.names,
+            palette=self.train_set.class_set.palette,
+            normalization=self.normalization,
+            dataset=self.train_set.dataset_meta.name,
+            description=f"trained by rgbxseg train ({config.epochs} epochs, x modality {config.data.x_modality})",
+        )
+        self.network: nn.Module = self.model
+        if ctx.distributed:
+            if config.sync_bn:
+                self.network = convert_sync_batchnorm(self.network, ctx.device)
+            self.network = DistributedDataParallel(
+                self.network, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
+            )
+        self.iterations_per_epoch = len(self.train_set) // (config.data.batch_size * ctx.world_size)
+        if self.iterations_per_epoch == 0:
+            raise ConfigError(
+                f"{config.data.root}: the {config.data.train_split} split has {len(self.train_set)} samples, "
+                f"fewer than one global batch ({config.data.batch_size} × {ctx.world_size} processes); "
+                "lower data.batch_size"
+            )
+        self.total_iterations = config.epochs * self.iterations_per_epoch
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            eps=config.optim.eps,
+            weight_decay=config.optim.weight_decay,
+        )
+        warmup = round(config.schedule.warmup_epochs * self.iterations_per_epoch)
+        self.scheduler = build_scheduler(
+            self.optimizer, self.total_iterations, warmup, config.schedule.warmup_start_factor, config.schedule.power
+        )
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
+        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay else None
+        self.epoch = 0
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.tensorboard = self._tensorboard() if config.tensorboard and ctx.is_main else None
+
+    # --- construction -------------------------------------------------------------------------------------------
+
+    def _dataset(self, split: str, train: bool) -> RGBXDataset:
+        data = self.config.data
+        modalities = () if data.x_modality == "none" else (data.x_modality,)
+        transform = (
+            TrainAugmentation(data.crop_size, data.scale_range, data.flip_prob, data.hsv_jitter, seed=self.config.seed)
+            if train
+            else None
+        )
+        return RGBXDataset(data.root, split, modalities, data.label_set, transform, NORMALIZATIONS[data.normalization])
+
+    def _build_model(self) -> SegmentationModel:
+        spec = self.config.model
+        model = create_model(
+            spec.name,
+            num_classes=self.train_set.num_classes,
+            weights=spec.weights,
+            strict=spec.strict,
+            backbone_weights=spec.backbone_weights,
+            **spec.kwargs,
+        ).to(self.ctx.device)
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (optional dependency)
+        except ImportError as err:
+            raise ConfigError(
+                "tensorboard: true needs the tensorboard package: pip install 'rgbxseg[tensorboard]'"
+            ) from err
+        return SummaryWriter(str(self.output_dir / "tensorboard"))
+
+    # --- checkpoints --------------------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "state_dict_ema": self.ema.module.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "history": self.history,
+            "config": to_dict(self.config),
+            "metadata": self.metadata.to_dict(),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["config"]["model"]["name"] != self.config.model.name:
+            raise ConfigError(
+                f"{self.checkpoint_path} was written by a run of {state['config']['model']['name']}, "
+                f"not {self.config.model.name}; resume with the run's own config"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if state["state_dict_ema"] is None:
+                raise ConfigError(f"{self.checkpoint_path} has no EMA weights; resume with the run's own config")
+            self.ema.module.load_state_dict(state["state_dict_ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.iteration, self.history = state["epoch"], state["iteration"], list(state["history"])
+
+    def _write_checkpoint(self) -> None:
+        if self.ctx.is_main:
+            save_training_checkpoint(self.checkpoint_path, self._state())
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+
+    def _loader(self, epoch: int) -> DataLoader:
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=self.config.seed,
+            drop_last=True,
+        )
+        sampler.set_epoch(epoch)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.config.data.batch_size,
+            sampler=sampler,
+            num_workers=self.config.data.workers,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            pin_memory=self.ctx.device.type == "cuda",
+        )
+
+    def _autocast(self) -> Any:
+        dtype = AMP_DTYPES[self.config.amp]
+        return nullcontext() if dtype is None else torch.autocast(self.ctx.device.type, dtype=dtype)
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
+        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        if all_reduce_mean(finite).item() < 1.0:  # every rank stops together
+            where = (
+                f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epoch})"
+                if self.checkpoint_path.exists()
+                else "no checkpoint had been written yet"
+            )
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at epoch {epoch + 1}, iteration {self.iteration + 1}; training stopped "
+                f"and {where}. Resume with --resume and a lower learning rate (--set optim.lr=...), gradient clipping "
+                "(--set optim.grad_clip=1.0), or bf16 instead of fp16 (--amp bf16)."
+            )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        reseed(self.config.seed, self.ctx.rank, epoch)
+        self.network.train()
+        config = self.config
+        loss_sum, images, started = 0.0, 0, time.perf_counter()
+        bar = tqdm(
+            self._loader(epoch), total=self.iterations_per_epoch, disable=not self.progress,
+            desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+        )  # fmt: skip
+        for batch in bar:
+            rgb, x = model_inputs(batch, config.data.x_modality, self.ctx.device)
+            if config.channels_last:
+                rgb, x = (
+                    rgb.contiguous(memory_format=torch.channels_last),
+                    x.contiguous(memory_format=torch.channels_last),
+                )
+            label = batch["label"].to(self.ctx.device, non_blocking=True)
+            with self._autocast():
+                logits = self.network(rgb, x)
+            loss = segmentation_loss(logits, label)
+            self._check_finite(loss, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if config.optim.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.iteration += 1
+            if self.ema is not None:
+                self.ema.update(self.model)
+            loss_sum += loss.item()
+            images += rgb.shape[0] * self.ctx.world_size
+            if self.iteration % config.log_every == 0:
+                bar.set_postfix(
+                    loss=f"{loss.item():.4f}",
+                    lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                    img_s=f"{images / (time.perf_counter() - started):.2f}",
+                )
+        seconds = time.perf_counter() - started
+        mean_loss = all_reduce_mean(torch.tensor(loss_sum / max(self.iterations_per_epoch, 1))).item()
+        return {"train_loss": mean_loss, "seconds": seconds, "images_per_second": images / seconds}
+
+    def validate(self) -> SegmentationMetrics:
+        model = self.ema.module if self.ema is not None else self.model
+        return evaluate(
+            model,
+            self.val_set,
+            num_classes=self.model.num_classes,
+            class_names=self.metadata.class_names,
+            protocol=EvalProtocol(scales=self.config.eval.scales, flip=self.config.eval.flip),
+            x_modality=self.config.data.x_modality,
+            batch_size=self.config.data.val_batch_size,
+            progress=self.progress,
+        )
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if not self.ctx.is_main:
+            return
+        with atomic_write_path(self.output_dir / "metrics.csv") as tmp, tmp.open("w", newline="") as f:
+            columns = list(dict.fromkeys(key for entry in self.history for key in entry))
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.history)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "epoch" and value is not None:
+                    self.tensorboard.add_scalar(key, value, row["epoch"])
+        summary = f"epoch {row['epoch']}/{self.config.epochs}: loss {row['train_loss']:.4f}, lr {row['lr']:.2e}, "
+        summary += f"{row['images_per_second']:.2f} img/s"
+        if row.get("val_miou") is not None:
+            summary += f", val mIoU {100 * row['val_miou']:.2f}, pixel acc {100 * row['val_pixel_accuracy']:.2f}"
+        if self.progress:
+            tqdm.write(summary)
+        log.info(summary)
+
+    def run(self, resume: bool = False) -> TrainResult:
+        config = self.config
+        if resume:
+            self._restore(load_training_checkpoint(self.checkpoint_path))
+        elif self.checkpoint_path.exists():
+            raise ConfigError(
+                f"{self.output_dir} already holds a run ({self.checkpoint_path}); continue it with --resume or "
+                "choose another output_dir"
+            )
+        if self.ctx.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_write_path(self.output_dir / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        metrics = None
+        for epoch in range(self.epoch, config.epochs):
+            stats = self._train_epoch(epoch)
+            self.epoch = epoch + 1
+            last = self.epoch == config.epochs
+            due = config.eval.every_epochs and self.epoch % config.eval.every_epochs == 0
+            metrics = self.validate() if (due or last) else None
+            self._log_epoch(
+                {
+                    "epoch": self.epoch,
+                    "iteration": self.iteration,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    **stats,
+                    "val_miou": metrics.miou if metrics else None,
+                    "val_pixel_accuracy": metrics.pixel_accuracy if metrics else None,
+                    "val_mean_accuracy": metrics.mean_accuracy if metrics else None,
+                }
+            )
+            if last or self.epoch % config.checkpoint_every == 0:
+                self._write_checkpoint()
+        if metrics is None and self.history:  # resumed after the last epoch: evaluate what was trained
+            metrics = self.validate()
+        return self._finish(metrics)
+
+    def _finish(self, metrics: SegmentationMetrics | None) -> TrainResult:
+        weights = self.output_dir / WEIGHTS_NAME
+        if self.ctx.is_main:
+            final = self.ema.module if self.ema is not None else self.model
+            save_weights(final, weights, self.metadata)
+            if metrics is not None:
+                with atomic_write_path(self.output_dir / "metrics_final.txt") as tmp:
+                    tmp.write_text(metrics.table() + "\n")
+            self._plot_curves()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        speeds = [row["images_per_second"] for row in self.history]
+        return TrainResult(
+            output_dir=self.output_dir,
+            weights=weights,
+            checkpoint=self.checkpoint_path,
+            metrics=metrics,
+            epochs=self.epoch,
+            iterations=self.iteration,
+            images_per_second=float(np.median(speeds)) if speeds else math.nan,
+            history=self.history,
+        )
+
+    def _plot_curves(self) -> None:
+        try:
+            plot_training_curves(self.history, self.output_dir / "curves.png")
+        except ImportError as err:
+            log.warning("no curves.png: %s", err)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train as configured; under ``torchrun`` every process calls this and rank 0 writes the files."""
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(config.device)
+    try:
+        return Trainer(config, ctx, progress).run(resume=resume)
+    finally:
+        if joined_here:
+            shutdown_distributed()
