@@ -29,7 +29,7 @@ from .backbones.mit import MIT_CONFIGS, MiTConfig, mit_blocks, mit_patch_embed, 
 from .base import BackboneMapping, SegmentationModel, StateDict
 from .decoders import MLPDecoder
 from .fusion import CMA_ONLY, CONCAT, LAFS_CMA, LAFS_ONLY, SCC, SE_MHSA, FusionDesign
-from .layers import init_vit_weights, resize
+from .layers import init_vit_weights
 from .registry import PaperFacts, register_model
 
 
@@ -72,6 +72,10 @@ class AsymFormer(SegmentationModel):
 
     x_channels = 1
     classifier_key = "Decoder.linear_pred.weight"
+    # The ConvNeXt branch (27 of 36 GMACs) and the CMA attention are robust in bf16; the MiT branch and the
+    # decoder, cheap but sensitive, stay float32 (measured on the reference fixture: 99.7 % vs 98.6 % argmax
+    # agreement when everything runs in bf16).
+    half_precision_modules = (r"down_sample_\d\.rgb_(stem|layer)", r"down_sample_\d\.SCC\.cross_atten")
 
     def __init__(
         self,
@@ -111,10 +115,8 @@ class AsymFormer(SegmentationModel):
             features.append(depth)
         return features
 
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        self.check_inputs(rgb, depth)
-        logits = self.Decoder(self.forward_features(rgb, depth))
-        return resize(logits, rgb.shape[-2:])
+    def forward_decoder(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return self.Decoder(self.forward_features(rgb, depth))
 
     def convert_checkpoint(self, state: StateDict) -> StateDict:
         return legacy_to_current(state)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .layers import InputShapeError, check_spatial_size, is_tracing
+from .layers import InputShapeError, check_spatial_size, is_tracing, resize
 
 if TYPE_CHECKING:
     from ..weights import WeightsMetadata
@@ -34,7 +34,8 @@ class BackboneMapping:
 class SegmentationModel(nn.Module):
     """Base class: ``model(rgb, x)`` → logits (B, num_classes, H, W) at input resolution.
 
-    Subclasses set ``input_multiple`` (H and W must be multiples of it), ``x_channels`` (channels of the second
+    Subclasses implement :meth:`forward_decoder` (logits at the decoder's resolution, upsampled bilinearly by
+    :meth:`forward`), set ``input_multiple`` (H and W must be multiples of it), ``x_channels`` (channels of the second
     modality) and ``classifier_key`` (state-dict key of the classifier weight, used to infer the class count of a
     checkpoint), and may override :meth:`convert_checkpoint` for legacy layouts and
     :meth:`pretrained_backbone_mappings` for ImageNet initialisation.
@@ -43,6 +44,9 @@ class SegmentationModel(nn.Module):
     input_multiple: int = 32
     x_channels: int = 1
     classifier_key: str = ""
+    half_precision_modules: tuple[str, ...] = ()
+    """Regular expressions of sub-module names that keep the argmax when run in bf16/fp16 (see
+    :func:`rgbxseg.models.optimize.optimize_for_inference`)."""
     weights_metadata: WeightsMetadata | None = None
     """Set by :func:`rgbxseg.create_model`: classes, palette and input normalisation of the loaded weights."""
 
@@ -69,6 +73,14 @@ class SegmentationModel(nn.Module):
                 "resize the depth/X map to the RGB image (nearest interpolation for depth) before the model."
             )
         check_spatial_size(rgb.shape[-2], rgb.shape[-1], self.input_multiple, self.model_name)
+
+    def forward_decoder(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits at the decoder's resolution (e.g. H/4 × W/4), before the final upsampling."""
+        raise NotImplementedError
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(rgb, x)
+        return resize(self.forward_decoder(rgb, x), rgb.shape[-2:])
 
     def convert_checkpoint(self, state: StateDict) -> StateDict:
         """Rename/reshape keys of older released layouts to the current one (identity by default)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .folding import batchnorm_affine
 from .layers import resize
 
 
@@ -63,3 +64,45 @@ class MLPDecoder(nn.Module):
         projected += [resize(self.projection(i)(features[i]), size) for i in range(1, self.num_levels)]
         x = self.linear_fuse(torch.cat(projected[::-1], dim=1))
         return self.linear_pred(self.dropout(x))
+
+    @torch.no_grad()
+    def fuse(self) -> FusedMLPDecoder:
+        """The exact inference form: project each level straight to the fused width at its own resolution.
+
+        The 1×1 projection, the 1×1 fuse conv and its BatchNorm are linear per pixel and bilinear upsampling is
+        linear per channel, so they commute: ``BN(W·concat(up(P_i f_i)))`` = ``Σ up((S W_i P_i) f_i) + bias`` with
+        ``W_i`` the fuse-conv block of level i and ``S`` the BN scale. The wide (4·E-channel) map at stride 4 and the
+        fuse conv on it, most of the decoder's work, disappear.
+        """
+        scale, shift = batchnorm_affine(self.linear_fuse[1])
+        fuse_conv = self.linear_fuse[0]
+        embed_dim = fuse_conv.out_channels
+        fuse_weight = fuse_conv.weight[:, :, 0, 0]
+        bias = fuse_conv.bias.clone() if fuse_conv.bias is not None else torch.zeros(embed_dim)
+        levels = []
+        for level in range(self.num_levels):
+            block = self.num_levels - 1 - level  # concat order is c4, c3, c2, c1
+            mixing = fuse_weight[:, block * embed_dim : (block + 1) * embed_dim]
+            proj = self.projection(level).proj
+            merged = nn.Conv2d(proj.in_channels, embed_dim, kernel_size=1, bias=level == 0)
+            merged.weight.copy_(((scale[:, None] * mixing) @ proj.weight[:, :, 0, 0])[:, :, None, None])
+            bias += mixing @ proj.bias
+            levels.append(merged)
+        levels[0].bias.copy_(scale * bias + shift)
+        return FusedMLPDecoder(levels, self.linear_pred)
+
+
+class FusedMLPDecoder(nn.Module):
+    """Inference form of :class:`MLPDecoder` (see :meth:`MLPDecoder.fuse`): per-level convs summed, ReLU, classifier."""
+
+    def __init__(self, levels: Sequence[nn.Conv2d], linear_pred: nn.Conv2d) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(levels)
+        self.linear_pred = linear_pred
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = self.levels[0](features[0])
+        size = x.shape[-2:]
+        for level, feature in zip(self.levels[1:], features[1:], strict=True):
+            x = x + resize(level(feature), size)
+        return self.linear_pred(torch.relu(x))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .folding import fold_bn_after_conv, fold_bn_after_linear, fold_bn_before_linear
 from .layers import map_to_tokens, tokens_to_map
 
 
@@ -66,11 +67,14 @@ class CrossModalAttention(nn.Module):
 
     Queries and keys come from the batch-normalised raw depth and RGB features, values from the fused feature;
     an interleaving channel shuffle makes every query/key half depth- and half RGB-derived. The two maps are computed
-    as two "heads" of one scaled-dot-product attention call (scale (Cr/4)^-0.5, as released).
+    as two "heads" of one scaled-dot-product attention call (scale (Cr/4)^-0.5, as released). Requires Cr ≥ Cd
+    (true of every AsymFormer stage: the RGB branch is the wider one).
     """
 
     def __init__(self, depth_channels: int, rgb_channels: int, attn_drop: float = 0.2) -> None:
         super().__init__()
+        if rgb_channels < depth_channels:
+            raise ValueError(f"CMA expects the RGB feature to be the wider: Cd={depth_channels} > Cr={rgb_channels}")
         self.value_dim = depth_channels // 4
         self.key_dim = rgb_channels // 4
         self.attn_drop = attn_drop
@@ -91,11 +95,21 @@ class CrossModalAttention(nn.Module):
         queries = torch.stack((q1, q2), dim=1)
         keys = torch.stack((k1, k2), dim=1)
         values = self.v_conv(map_to_tokens(fused)).unflatten(-1, (2, self.value_dim)).transpose(1, 2)
+        # Fused attention kernels (the CPU flash kernel among them) need values as wide as keys; zero channels
+        # leave the result unchanged and are sliced off, as in the released code.
+        values = F.pad(values, (0, self.key_dim - self.value_dim))
         out = F.scaled_dot_product_attention(
             queries, keys, values, dropout_p=self.attn_drop if self.training else 0.0, scale=self.key_dim**-0.5
         )
-        out = self.out_conv(out.transpose(1, 2).flatten(2))
+        out = self.out_conv(out[..., : self.value_dim].transpose(1, 2).flatten(2))
         return self.bn_last(tokens_to_map(out, h, w)) + fused
+
+    def fuse(self) -> CrossModalAttention:
+        """Inference form: the input BatchNorms folded into ``kq1``/``kq2``, ``bn_last`` into ``out_conv``."""
+        self.kq1, self.bn_x1 = fold_bn_before_linear(self.bn_x1, self.kq1), nn.Identity()
+        self.kq2, self.bn_x2 = fold_bn_before_linear(self.bn_x2, self.kq2), nn.Identity()
+        self.out_conv, self.bn_last = fold_bn_after_linear(self.out_conv, self.bn_last), nn.Identity()
+        return self
 
 
 class TokenSelfAttention(nn.Module):
@@ -180,3 +194,8 @@ class SCC(nn.Module):
         if self.cross_atten is not None:
             x = self.cross_atten(depth, rgb, x)
         return x
+
+    def fuse(self) -> SCC:
+        """Inference form: the 1×1 conv and its BatchNorm as one convolution."""
+        self.conv_bn = fold_bn_after_conv(self.conv_bn[0], self.conv_bn[1])
+        return self

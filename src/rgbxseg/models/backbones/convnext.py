@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..folding import fold_layernorm_affine, scale_linear_output
 from ..layers import DropPath, LayerNorm2d, drop_path_rates, init_vit_weights
 
 
@@ -48,8 +49,16 @@ class ConvNeXtBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).permute(0, 2, 3, 1)
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
-        y = (self.gamma * y).permute(0, 3, 1, 2)
-        return x + self.drop_path(y)
+        if self.gamma is not None:
+            y = self.gamma * y
+        return x + self.drop_path(y.permute(0, 3, 1, 2))
+
+    def fuse(self) -> ConvNeXtBlock:
+        """Inference form: the LayerNorm affine folded into ``pwconv1``, the layer scale into ``pwconv2``."""
+        self.norm, self.pwconv1 = fold_layernorm_affine(self.norm, self.pwconv1)
+        self.pwconv2 = scale_linear_output(self.pwconv2, self.gamma)
+        self.gamma = None
+        return self
 
 
 def convnext_downsampler(config: ConvNeXtConfig, stage: int, in_chans: int = 3) -> nn.Sequential:

@@ -1,0 +1,152 @@
+"""Inference-optimised forms of the segmentation models, computing what the trained model computes.
+
+``optimize_for_inference(model)`` returns a new module (the model is not modified):
+
+* BatchNorms folded into neighbouring convolutions/linears, LayerNorm affines and layer scales folded into the
+  following linears (:mod:`rgbxseg.models.folding`), the MLP decoder reordered so each level is projected straight
+  to the fused width at its own resolution (:meth:`~rgbxseg.models.decoders.MLPDecoder.fuse`);
+* channels-last memory format, half precision for the parts that tolerate it (``dtype=torch.bfloat16`` on CPUs
+  with bf16 support or CUDA, ``torch.float16`` on CUDA), ``torch.compile`` and, on CUDA, replay of a captured
+  CUDA graph per input shape;
+* the output the caller needs: full-resolution logits, quarter-resolution logits, or the label map.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .base import SegmentationModel
+from .folding import fuse_for_inference
+from .layers import resize
+
+OutputFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
+OUTPUTS: dict[str, OutputFn] = {
+    "logits": lambda logits, size: resize(logits.float(), size),
+    "quarter_logits": lambda logits, size: logits.float(),
+    "labels": lambda logits, size: resize(logits.float(), size).argmax(1),
+}
+"""What an inference model returns: full-resolution float32 logits (B, K, H, W), the decoder's logits at
+H/4 × W/4, or the arg-max class indices (B, H, W) of the full-resolution logits (index c = dataset label c + 1)."""
+
+
+class InferenceModel(nn.Module):
+    """A fused model with its precision, memory format and output mode; ``forward(rgb, x)`` like the model."""
+
+    def __init__(self, model: SegmentationModel, output: str, channels_last: bool) -> None:
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
+        self.model = model
+        self.output = output
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model_name = model.model_name
+        self.num_classes = model.num_classes
+        self.input_multiple = model.input_multiple
+        self.weights_metadata = model.weights_metadata
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        self.model.check_inputs(rgb, x)
+        size = (rgb.shape[-2], rgb.shape[-1])
+        rgb = rgb.contiguous(memory_format=self.memory_format)
+        x = x.contiguous(memory_format=self.memory_format)
+        return OUTPUTS[self.output](self.model.forward_decoder(rgb, x), size)
+
+
+class HalfPrecisionIsland(nn.Module):
+    """Runs ``module`` (its weights cast once) in half precision between float32 neighbours."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = module.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        out = self.module(*(a.to(self.dtype) for a in args))
+        return out.float()
+
+
+def _install_half_precision(model: SegmentationModel, dtype: torch.dtype) -> None:
+    patterns = [re.compile(p) for p in model.half_precision_modules]
+    targets = [name for name, _ in model.named_modules() if name and any(p.fullmatch(name) for p in patterns)]
+    for name in targets:
+        parent, _, attribute = name.rpartition(".")
+        owner = model.get_submodule(parent)
+        setattr(owner, attribute, HalfPrecisionIsland(getattr(owner, attribute), dtype))
+
+
+class CUDAGraphRunner(nn.Module):
+    """Replays one captured CUDA graph per input shape: no Python or launch overhead per frame.
+
+    Inputs are copied into static buffers and the returned tensor is the graph's static output (clone it if it
+    must outlive the next call).
+    """
+
+    def __init__(self, module: nn.Module, warmup: int = 3) -> None:
+        super().__init__()
+        self.module = module
+        self.warmup = warmup
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(rgb.shape), tuple(x.shape), rgb.dtype, x.dtype)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(rgb, x)
+        graph, static_rgb, static_x, static_out = self._graphs[key]
+        static_rgb.copy_(rgb)
+        static_x.copy_(x)
+        graph.replay()
+        return static_out
+
+    def _capture(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple:
+        static_rgb, static_x = rgb.clone(), x.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(self.warmup):
+                self.module(static_rgb, static_x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.module(static_rgb, static_x)
+        return graph, static_rgb, static_x, static_out
+
+
+def optimize_for_inference(
+    model: SegmentationModel,
+    *,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+    output: str = "logits",
+    compile: bool = False,
+    cuda_graphs: bool = False,
+) -> nn.Module:
+    """The inference form of ``model`` (a copy; ``model`` is unchanged). See the module docstring.
+
+    Args:
+        dtype: ``None`` for float32, or ``torch.bfloat16`` / ``torch.float16`` to run the parts the model lists in
+            ``half_precision_modules`` (the heavy, numerically robust ones) in half precision; the rest, and the
+            outputs, stay float32.
+        channels_last: NHWC memory format for the convolutional parts.
+        output: a key of :data:`OUTPUTS`.
+        compile: wrap in ``torch.compile`` (the first call per shape compiles, which takes a while).
+        cuda_graphs: capture and replay CUDA graphs per input shape (model and inputs must be on a GPU).
+    """
+    if cuda_graphs and next(model.parameters()).device.type != "cuda":
+        raise ValueError("cuda_graphs=True needs the model on a CUDA device (model.cuda())")
+    fused = fuse_for_inference(copy.deepcopy(model).eval())
+    if channels_last:
+        fused = fused.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        _install_half_precision(fused, dtype)
+    module: nn.Module = InferenceModel(fused, output, channels_last).eval()
+    if compile:
+        module = torch.compile(module, dynamic=False)
+    if cuda_graphs:
+        module = CUDAGraphRunner(module)
+    return module

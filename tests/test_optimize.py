@@ -1,0 +1,96 @@
+"""The inference-optimised form computes what the trained model computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rgbxseg
+from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
+from rgbxseg.models.optimize import optimize_for_inference
+
+
+def randomise_batchnorms(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so that every fold is exercised."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.running_mean, 0.0, 0.3)
+            nn.init.uniform_(module.running_var, 0.5, 2.0)
+            nn.init.normal_(module.weight, 1.0, 0.3)
+            nn.init.normal_(module.bias, 0.0, 0.3)
+        if isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            nn.init.normal_(module.weight, 1.0, 0.3)
+            nn.init.normal_(module.bias, 0.0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reference_model(reference_state: dict) -> rgbxseg.AsymFormer:
+    model = rgbxseg.AsymFormer(num_classes=40).eval()
+    model.load_state_dict(reference_state)
+    return model
+
+
+def test_fused_model_matches_the_fixture(reference: dict, reference_model: nn.Module) -> None:
+    with torch.inference_mode():
+        plain = reference_model(reference["rgb"], reference["depth"])
+        for channels_last in (False, True):
+            fused = optimize_for_inference(reference_model, channels_last=channels_last)
+            out = fused(reference["rgb"], reference["depth"])
+            assert (out - plain).abs().max() <= 1e-4
+            assert (out - reference["logits"]).abs().max() <= 1e-4
+    assert isinstance(fused.model.Decoder, FusedMLPDecoder)
+    assert not any("linear_fuse" in name for name, _ in fused.named_modules())
+
+
+@pytest.mark.parametrize("name", rgbxseg.list_models())
+def test_every_variant_fuses_exactly(name: str) -> None:
+    model = randomise_batchnorms(rgbxseg.create_model(name, num_classes=7))
+    rgb, depth = torch.randn(2, 3, 96, 128), torch.randn(2, 1, 96, 128)
+    with torch.inference_mode():
+        expected = model(rgb, depth)
+        fused = optimize_for_inference(model)
+        torch.testing.assert_close(fused(rgb, depth), expected, rtol=0, atol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules()), "every BatchNorm is folded"
+    assert model.training is False and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "original kept"
+
+
+def test_decoder_reordering_is_exact_and_cheaper() -> None:
+    decoder = randomise_batchnorms(MLPDecoder([32, 64, 160, 256], num_classes=40, embed_dim=256))
+    feats = [torch.randn(1, c, 32 // 2**i, 40 // 2**i) for i, c in enumerate([32, 64, 160, 256])]
+    with torch.no_grad():
+        expected = decoder(feats)
+        fused = decoder.fuse()
+        torch.testing.assert_close(fused(feats), expected, rtol=0, atol=1e-4)
+    params = sum(p.numel() for p in fused.parameters())
+    assert params == (32 + 64 + 160 + 256) * 256 + 256 + 256 * 40 + 40
+
+
+def test_output_modes(reference: dict, reference_model: nn.Module) -> None:
+    with torch.inference_mode():
+        logits = reference_model(reference["rgb"], reference["depth"])
+        quarter = optimize_for_inference(reference_model, output="quarter_logits")(reference["rgb"], reference["depth"])
+        labels = optimize_for_inference(reference_model, output="labels")(reference["rgb"], reference["depth"])
+    assert quarter.shape == (1, 40, 32, 40)
+    assert labels.shape == (1, 128, 160) and labels.dtype == torch.int64
+    assert (labels == logits.argmax(1)).float().mean() > 0.999
+    with pytest.raises(ValueError, match="unknown output"):
+        optimize_for_inference(reference_model, output="probabilities")
+
+
+def test_bf16_keeps_the_argmax(reference: dict, reference_model: nn.Module) -> None:
+    with torch.inference_mode():
+        logits = reference_model(reference["rgb"], reference["depth"])
+        half = optimize_for_inference(reference_model, dtype=torch.bfloat16)(reference["rgb"], reference["depth"])
+    assert half.dtype == torch.float32
+    agreement = (half.argmax(1) == logits.argmax(1)).float().mean().item()
+    assert agreement >= 0.99, agreement
+
+
+def test_optimised_model_keeps_the_input_checks(reference_model: nn.Module) -> None:
+    fused = optimize_for_inference(reference_model)
+    with pytest.raises(rgbxseg.InputSizeError, match="Nearest valid sizes"):
+        fused(torch.zeros(1, 3, 100, 128), torch.zeros(1, 1, 100, 128))
+    with pytest.raises(ValueError, match="cuda_graphs=True needs the model on a CUDA device"):
+        optimize_for_inference(reference_model, cuda_graphs=True)
