@@ -6,13 +6,12 @@ resized with nearest neighbour, so no class id or depth value is invented betwee
 AsymFormer code bilinearly interpolates labels by mistake, see asymformer.md §18); images use bilinear.
 Crop padding is 0 everywhere: black RGB, invalid depth, void label.
 
-Randomness and reproducibility: :class:`TrainAugmentation` draws from a ``numpy.random.Generator`` seeded with
-``(seed, torch.initial_seed())``. In the main process ``torch.initial_seed()`` is the value of ``torch.manual_seed``;
-in DataLoader worker *k* it is ``base_seed + k``, where ``base_seed`` comes from the DataLoader's generator and
-changes every epoch. So workers draw distinct streams, epochs differ, and a run is reproducible once
-``torch.manual_seed(s)`` is called (or ``DataLoader(..., generator=torch.Generator().manual_seed(s))`` is passed),
-with no ``worker_init_fn``. The stream a sample gets depends on the worker that loads it, so results are
-reproducible for a fixed ``num_workers``.
+Randomness and reproducibility: for every sample, :class:`TrainAugmentation` draws one integer from torch's global
+generator and seeds a ``numpy.random.Generator`` with it (and its own ``seed``), the way torchvision's transforms
+use ``torch.rand``. So ``torch.manual_seed(s)`` makes a run reproducible, and in DataLoader workers, whose torch
+generators PyTorch seeds with ``base_seed + worker_id`` (``base_seed`` drawn from the DataLoader's ``generator``
+every epoch), each worker draws a distinct stream and epochs differ, with no ``worker_init_fn``. Which worker loads
+a sample depends on ``num_workers``, so results are reproducible for a fixed ``num_workers``.
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     fraction = hue * 6.0 - sector
     p, q, t = value * (1 - saturation), value * (1 - saturation * fraction), value * (1 - saturation * (1 - fraction))
     sector = sector.astype(np.int64) % 6
-    channels = [(value, t, p, p, q, value), (q, value, value, t, p, p), (p, p, q, value, value, t)]
+    channels = [(value, q, p, p, t, value), (t, value, value, q, p, p), (p, p, t, value, value, q)]  # per sector
     return np.stack([np.choose(sector, options) for options in channels], axis=-1)
 
 
@@ -130,7 +129,7 @@ class TrainAugmentation:
     Random scale s ~ U(scale_range) to (round(s·H), round(s·W)); random crop to ``crop_size`` (padding with 0 =
     void/invalid where the scaled sample is smaller); horizontal flip with probability ``flip_p``; HSV jitter on
     RGB only (hue × U(hue_range), saturation × U(saturation_range), value + U(value_range) on 0–255).
-    See the module docstring for how the random stream is seeded.
+    Randomness comes from torch's global generator (see the module docstring); ``seed`` varies it further.
     """
 
     def __init__(
@@ -153,15 +152,11 @@ class TrainAugmentation:
         self.hue_range, self.saturation_range, self.value_range = hue_range, saturation_range, value_range
         self.seed = seed
         self.nearest_keys = frozenset(nearest_keys)
-        self._rng: np.random.Generator | None = None
-        self._torch_seed: int | None = None
 
     def _generator(self) -> np.random.Generator:
-        torch_seed = torch.initial_seed()
-        if self._rng is None or torch_seed != self._torch_seed:
-            entropy = [torch_seed] if self.seed is None else [self.seed, torch_seed]
-            self._rng, self._torch_seed = np.random.default_rng(entropy), torch_seed
-        return self._rng
+        """This sample's random stream, seeded by one draw from torch's global generator (see the module notes)."""
+        draw = int(torch.randint(0, 2**62, (1,)).item())
+        return np.random.default_rng([draw] if self.seed is None else [self.seed, draw])
 
     def __call__(self, sample: Sample) -> Sample:
         rng = self._generator()
