@@ -45,6 +45,10 @@ def _make_tree(base: Path, labels_override: dict[int, np.ndarray] | None = None)
 EXPECTED = {"train": 4, "test": 2}
 
 
+def _prepare(base: Path) -> None:
+    prepare_sunrgbd(base / "SUNRGBD", base / "SUNRGBDtoolbox", base / "out", progress=False, expected_counts=EXPECTED)
+
+
 @pytest.fixture(scope="module")
 def sun(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, list[np.ndarray]]]:
     base = tmp_path_factory.mktemp("sun")
@@ -111,13 +115,7 @@ def test_official_counts_are_checked_by_default(
 def test_bad_labels_name_the_file(tmp_path: Path, override: dict[int, np.ndarray], message: str) -> None:
     _make_tree(tmp_path, override)
     with pytest.raises(DatasetError, match=message):
-        prepare_sunrgbd(
-            tmp_path / "SUNRGBD",
-            tmp_path / "SUNRGBDtoolbox",
-            tmp_path / "out",
-            progress=False,
-            expected_counts=EXPECTED,
-        )
+        _prepare(tmp_path)
 
 
 def test_missing_sample_file_is_named(tmp_path: Path) -> None:
@@ -125,10 +123,4 @@ def test_missing_sample_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "SUNRGBD" / FOLDERS[3] / "depth_bfx" / "s1.png"
     missing.unlink()
     with pytest.raises(MissingFileError, match=str(missing)):
-        prepare_sunrgbd(
-            tmp_path / "SUNRGBD",
-            tmp_path / "SUNRGBDtoolbox",
-            tmp_path / "out",
-            progress=False,
-            expected_counts=EXPECTED,
-        )
+        _prepare(tmp_path)
