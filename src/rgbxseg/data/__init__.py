@@ -7,6 +7,7 @@ from .importers import import_asymformer, import_dformer, import_mfnet, import_p
 from .layout import DatasetMeta, read_meta
 from .nyuv2 import prepare_nyuv2
 from .sunrgbd import prepare_sunrgbd
+from .synthetic import generate_synthetic_dataset
 from .transforms import Compose, Resize, TrainAugmentation
 from .validate import ValidationReport, validate_dataset
 from .writer import PrepareSummary
@@ -30,6 +31,7 @@ __all__ = [
     "Resize",
     "TrainAugmentation",
     "ValidationReport",
+    "generate_synthetic_dataset",
     "get_class_set",
     "import_asymformer",
     "import_dformer",

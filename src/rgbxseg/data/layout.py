@@ -314,7 +314,7 @@ def read_meta(root: str | os.PathLike[str]) -> tuple[DatasetMeta, dict[str, Any]
     data = read_json(path)
     try:
         return DatasetMeta.from_dict(data), data
-    except (KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise DatasetError(
             f"{path}: does not follow the rgbxseg dataset schema ({err!r}); re-run the preparation"
         ) from err

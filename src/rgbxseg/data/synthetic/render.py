@@ -52,55 +52,75 @@ def _vivid(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.stack([0.15 + 0.8 * _hash(ix, iy, seed + k) for k in (11, 23, 37)], axis=-1) ** 1.5
 
 
-def _noise_texture(u: np.ndarray, v: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
-    return 1 + m["contrast"] * (2 * _fbm(u / m["scale"], v / m["scale"], m["seed"]) - 1)
+Params = dict[str, np.ndarray]
+"""Per-point material parameters: ``color`` (N×3), ``scale``, ``contrast``, ``seed``, ``row`` (N)."""
 
 
-def _wood_texture(u: np.ndarray, v: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
+def _shaded(params: Params, factor: np.ndarray) -> np.ndarray:
+    return params["color"] * factor[:, None]
+
+
+def _noise_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    return _shaded(m, 1 + m["contrast"] * (2 * _fbm(u / m["scale"], v / m["scale"], m["seed"]) - 1))
+
+
+def _wood_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
     plank = np.floor(u / m["scale"])
     tint = 1 + m["contrast"] * (2 * _hash(plank, plank * 0, m["seed"]) - 1)
     grain = 0.07 * np.sin(2 * np.pi * (v * 6 / m["scale"] + 3 * _value_noise(u * 9, v * 0.7, m["seed"])))
     seam = np.where((u / m["scale"]) % 1.0 < 0.03, 0.7, 1.0)
-    return (tint + grain) * seam
+    return _shaded(m, (tint + grain) * seam)
 
 
-def _tile_texture(u: np.ndarray, v: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
+def _tile_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
     su, sv = u / m["scale"], v / m["scale"]
     tint = 1 + m["contrast"] * (2 * _hash(np.floor(su), np.floor(sv), m["seed"]) - 1)
     grout = ((su % 1.0) < 0.05) | ((sv % 1.0) < 0.05)
-    return np.where(grout, 0.65, tint)
+    return _shaded(m, np.where(grout, 0.65, tint))
 
 
-def _stripe_texture(u: np.ndarray, v: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
-    return 1 + m["contrast"] * np.sign(np.sin(2 * np.pi * u / m["scale"])) + 0.03 * _value_noise(u * 20, v * 20, 3)
+def _stripe_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    factor = 1 + m["contrast"] * np.sign(np.sin(2 * np.pi * u / m["scale"])) + 0.03 * _value_noise(u * 20, v * 20, 3)
+    return _shaded(m, factor)
 
 
-_GREY_TEXTURES: dict[Pattern, Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray]], np.ndarray]] = {
+def _book_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    """Rows of spines of random colours and heights; the shelf's colour shows above them."""
+    spine = np.floor(u / m["scale"])
+    height = 0.75 + 0.25 * _hash(spine, spine * 0 + 5, m["seed"])
+    rows = (v / m["row"]) % 1.0
+    colour = _vivid(spine, spine * 0, m["seed"]) * (0.85 + 0.3 * _value_noise(u * 40, v * 3, 1))[:, None]
+    return np.where((rows < height)[:, None], colour, m["color"] * 0.35)
+
+
+def _mosaic_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    """Colourful blocks at two scales (pictures, props)."""
+    cells = _vivid(np.floor(u / m["scale"]), np.floor(v / m["scale"]), m["seed"])
+    return 0.6 * cells + 0.4 * _vivid(np.floor(u / m["scale"] / 3), np.floor(v / m["scale"] / 3), m["seed"] + 1)
+
+
+def _glass_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    """A bright sky with clouds seen through a window."""
+    sky = np.stack([0.62 + 0.1 * v, 0.75 + 0.08 * v, 0.92 + 0.04 * v], axis=-1)
+    return np.clip(sky + 0.25 * _fbm(u * 1.5, v * 3, m["seed"])[:, None], 0, 1.2)
+
+
+def _screen_texture(u: np.ndarray, v: np.ndarray, m: Params) -> np.ndarray:
+    """Dark glass with a soft diagonal reflection."""
+    return m["color"] + (0.08 * np.clip(1 - np.abs(u - v) * 2, 0, 1))[:, None]
+
+
+_TEXTURES: dict[Pattern, Callable[[np.ndarray, np.ndarray, Params], np.ndarray]] = {
     Pattern.NOISE: _noise_texture,
     Pattern.WOOD: _wood_texture,
     Pattern.TILES: _tile_texture,
     Pattern.STRIPES: _stripe_texture,
+    Pattern.BOOKS: _book_texture,
+    Pattern.MOSAIC: _mosaic_texture,
+    Pattern.GLASS: _glass_texture,
+    Pattern.SCREEN: _screen_texture,
 }
-"""Textures that modulate the base colour by a scalar."""
-
-
-def _coloured_texture(pattern: Pattern, u: np.ndarray, v: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
-    """Textures with their own colours (returns N×3 albedo)."""
-    if pattern == Pattern.BOOKS:
-        spine = np.floor(u / m["scale"])
-        height = 0.75 + 0.25 * _hash(spine, spine * 0 + 5, m["seed"])
-        rows = (v / m["row"]) % 1.0
-        colour = _vivid(spine, spine * 0, m["seed"]) * (0.85 + 0.3 * _value_noise(u * 40, v * 3, 1))[:, None]
-        return np.where((rows < height)[:, None], colour, m["color"] * 0.35)
-    if pattern == Pattern.MOSAIC:
-        cells = _vivid(np.floor(u / m["scale"]), np.floor(v / m["scale"]), m["seed"])
-        return 0.6 * cells + 0.4 * _vivid(np.floor(u / m["scale"] / 3), np.floor(v / m["scale"] / 3), m["seed"] + 1)
-    if pattern == Pattern.GLASS:
-        sky = np.stack([0.62 + 0.1 * v, 0.75 + 0.08 * v, 0.92 + 0.04 * v], axis=-1)
-        clouds = _fbm(u * 1.5, v * 3, m["seed"])[:, None]
-        return np.clip(sky + 0.25 * clouds, 0, 1.2)
-    glare = 0.08 * np.clip(1 - np.abs(u - v) * 2, 0, 1)  # SCREEN: dark glass with a soft reflection
-    return m["color"] + glare[:, None]
+"""Albedo (N×3) of N surface points with texture coordinates (u, v) in metres."""
 
 
 # --- ray casting ---------------------------------------------------------------------------------------------------
@@ -242,16 +262,13 @@ def _albedo(points: np.ndarray, hits: _Hits, materials: list[Material]) -> np.nd
     uv_axes = _SURFACE_AXES[hits.axis.ravel()]
     u = np.take_along_axis(flat, uv_axes[:, :1], axis=1)[:, 0]
     v = np.take_along_axis(flat, uv_axes[:, 1:], axis=1)[:, 0]
-    albedo = table["color"][prim].copy()
+    albedo = np.empty((prim.size, 3), np.float32)
     patterns = table["pattern"][prim]
     for pattern in np.unique(patterns):
         pick = np.flatnonzero(patterns == pattern)
         params = {key: values[prim[pick]] for key, values in table.items()}
         params["row"] = params["scale"] * 8
-        if Pattern(pattern) in _GREY_TEXTURES:
-            albedo[pick] *= _GREY_TEXTURES[Pattern(pattern)](u[pick], v[pick], params)[:, None]
-        else:
-            albedo[pick] = _coloured_texture(Pattern(pattern), u[pick], v[pick], params)
+        albedo[pick] = _TEXTURES[Pattern(pattern)](u[pick], v[pick], params)
     return albedo.reshape(*hits.t.shape, 3)
 
 
