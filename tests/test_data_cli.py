@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,15 @@ def test_interrupt_says_how_to_resume(
     monkeypatch.setattr(prepare, "generate_synthetic_dataset", interrupted)
     assert main(["prepare", "synthetic", "--out", str(tmp_path / "s")]) == prepare.INTERRUPTED
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err
+
+
+def test_raw_file_readers_are_optional(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = "import sys, rgbxseg.data, rgbxseg.cli; print(sorted({'h5py', 'scipy'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+    mat = tmp_path / "nyu_depth_v2_labeled.mat"
+    mat.write_bytes(b"\0" * 64)
+    assert main(["prepare", "nyuv2", "--mat", str(mat), "--out", str(tmp_path / "out")]) == 2
+    assert "needs h5py, which is not installed: pip install 'rgbxseg[datasets]'" in capsys.readouterr().err
