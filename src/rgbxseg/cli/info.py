@@ -28,16 +28,10 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         paper = row["paper"]
         paper_params = f"{paper['params_m']:.1f} M" if paper["params_m"] is not None else "-"
-        gmacs = (
-            f"{paper['gmacs']:g} GMACs at {paper['gmacs_input'][0]}×{paper['gmacs_input'][1]}"
-            if paper["gmacs"]
-            else "-"
-        )
+        gmacs = f"{paper['gmacs']:g} GMACs at {paper['gmacs_input'][0]}×{paper['gmacs_input'][1]}" if paper["gmacs"] else "-"
         print(f"{row['name']}\n  {row['summary']}")
-        print(
-            f"  parameters: {row['params']:,} ({row['params'] / 1e6:.2f} M measured, paper {paper_params}); "
-            f"{row['num_classes']} classes; H, W multiples of {row['input_multiple']}"
-        )
+        print(f"  parameters: {row['params']:,} ({row['params'] / 1e6:.2f} M measured, paper {paper_params}); "
+              f"{row['num_classes']} classes; H, W multiples of {row['input_multiple']}")
         print(f"  paper: compute {gmacs}; mIoU {_format_facts(paper['miou'])}; FPS {_format_facts(paper['fps'])}")
         print(f"  source: {paper['source']}")
     return 0
