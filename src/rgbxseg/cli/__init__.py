@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import info
+from . import check_dataset, info, prepare
 
-COMMANDS = (info,)
+COMMANDS = (info, prepare, check_dataset)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 
@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, ImportError) as err:  # ImportError: a missing optional dependency
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

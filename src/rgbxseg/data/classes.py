@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .resources import nyuv2_resources
 
 
 def voc_palette(num_colors: int) -> list[tuple[int, int, int]]:
@@ -42,9 +47,18 @@ class ClassSet:
         """(K + 1, 3) uint8 lookup table indexed by dataset label."""
         return np.asarray(self.palette, dtype=np.uint8)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"class_set": self.name, "names": list(self.names), "palette": [list(c) for c in self.palette]}
 
-def _with_voc_palette(name: str, names: tuple[str, ...]) -> ClassSet:
-    return ClassSet(name, names, tuple(voc_palette(len(names) + 1)))
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassSet:
+        """Inverse of :meth:`to_dict` (as stored in a dataset's ``meta.json``)."""
+        palette = tuple((int(r), int(g), int(b)) for r, g, b in data["palette"])
+        return cls(str(data["class_set"]), tuple(str(n) for n in data["names"]), palette)
+
+
+def _with_voc_palette(name: str, names: Sequence[str]) -> ClassSet:
+    return ClassSet(name, tuple(names), tuple(voc_palette(len(names) + 1)))
 
 
 NYUV2_40 = _with_voc_palette(
@@ -68,4 +82,31 @@ NYUV2_13 = _with_voc_palette(
 SUNRGBD_37 = ClassSet("sunrgbd_37", NYUV2_40.names[:37], NYUV2_40.palette[:38])
 """SUN RGB-D 37 classes: the first 37 NYUv2-40 names in the same order (and the same colours)."""
 
-CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (NYUV2_40, NYUV2_13, SUNRGBD_37)}
+MFNET_9 = _with_voc_palette(
+    "mfnet_9", ("unlabeled", "car", "person", "bike", "curve", "car stop", "guardrail", "color cone", "bump")
+)
+"""MFNet classes. The release's label 0 ("unlabeled") is a real class counted in mIoU, so it is stored as 1 here."""
+
+PST900_5 = _with_voc_palette("pst900_5", ("background", "fire-extinguisher", "backpack", "hand-drill", "survivor"))
+"""PST900 classes. The release's label 0 ("background") is a real class, so it is stored as 1 here."""
+
+CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (NYUV2_40, NYUV2_13, SUNRGBD_37, MFNET_9, PST900_5)}
+"""Class sets defined in code. The NYUv2-894 set is read from a packaged file: use :func:`get_class_set`."""
+
+
+@functools.cache
+def nyuv2_894() -> ClassSet:
+    """The 894 raw NYUv2 classes, names from ``allClassName`` of the packaged ``classMapping40.mat`` (needs scipy)."""
+    return _with_voc_palette("nyuv2_894", nyuv2_resources().names_894)
+
+
+_LAZY_CLASS_SETS: dict[str, Callable[[], ClassSet]] = {"nyuv2_894": nyuv2_894}
+
+
+def get_class_set(name: str) -> ClassSet:
+    """Class set by name (``nyuv2_40``, ``nyuv2_13``, ``nyuv2_894``, ``sunrgbd_37``, ``mfnet_9``, ``pst900_5``)."""
+    if name in CLASS_SETS:
+        return CLASS_SETS[name]
+    if name in _LAZY_CLASS_SETS:
+        return _LAZY_CLASS_SETS[name]()
+    raise KeyError(f"unknown class set {name!r}; known: {sorted([*CLASS_SETS, *_LAZY_CLASS_SETS])}")

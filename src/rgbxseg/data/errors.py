@@ -1,0 +1,19 @@
+"""Errors raised for bad dataset input. Every message names the file and says how to fix it."""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or breaks the canonical conventions."""
+
+
+class IncompleteDatasetError(DatasetError):
+    """The dataset directory has no ``meta.json``: its preparation did not finish."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency (h5py, scipy) needed to read the raw dataset files is not installed."""
+
+
+class MissingFileError(DatasetError, FileNotFoundError):
+    """A file the dataset needs does not exist (catchable as :class:`FileNotFoundError` too)."""

@@ -1,0 +1,92 @@
+"""Reading and writing the image files of a dataset: one place for decoding, bit depths and error messages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_write_path
+from .errors import DatasetError, MissingFileError
+
+PNG_COMPRESS_LEVEL = 3
+"""zlib level for written PNGs: close to the default's size at a fraction of its encoding time."""
+
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError)  # what Pillow raises for corrupt or truncated files
+
+
+def read_image(path: str | os.PathLike[str], *, convert: str | None = None) -> np.ndarray:
+    """Decode a PNG/JPEG into an array that keeps the stored bit depth (uint8 or uint16).
+
+    ``convert`` (a Pillow mode such as ``"RGB"`` or ``"L"``) converts first; without it palette images give their
+    indices, which is what label PNGs need. Raises :class:`MissingFileError` or :class:`DatasetError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file is missing")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            converted = image.convert(convert) if convert is not None and image.mode != convert else image
+            array = np.array(converted)  # a writable copy (np.asarray would be a read-only view)
+    except _DECODE_ERRORS as err:
+        raise DatasetError(
+            f"{path}: cannot be decoded ({err}); the file is corrupt or truncated, re-create it"
+        ) from err
+    if array.dtype == np.int32 and array.size and array.min() >= 0 and array.max() <= np.iinfo(np.uint16).max:
+        array = array.astype(np.uint16)  # 16-bit greyscale opened in Pillow's 32-bit "I" mode
+    elif array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file is missing")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except _DECODE_ERRORS as err:
+        raise DatasetError(f"{path}: not a readable image ({err}); the file is corrupt, re-create it") from err
+    return height, width
+
+
+def image_header(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str] | None:
+    """((height, width), Pillow mode) from the header, or None when the file is absent or not an image."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            return (height, width), image.mode
+    except (*_DECODE_ERRORS, FileNotFoundError):
+        return None
+
+
+_PIL_MODES = {(np.dtype(np.uint8), 2): "L", (np.dtype(np.uint16), 2): "I;16", (np.dtype(np.uint8), 3): "RGB"}
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write uint8 H×W (greyscale), uint16 H×W (16-bit) or uint8 H×W×3 (RGB) atomically."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    mode = _PIL_MODES.get((array.dtype, array.ndim))
+    if mode is None or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"cannot write a {array.dtype} array of shape {array.shape} as PNG ({path})")
+    image = Image.fromarray(np.ascontiguousarray(array))
+    with atomic_write_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+
+
+def copy_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy ``source`` to ``target`` atomically (used to keep original JPEGs without re-encoding them)."""
+    source = Path(source)
+    if not source.is_file():
+        raise MissingFileError(f"{source}: file is missing")
+    with atomic_write_path(target) as tmp:
+        shutil.copyfile(source, tmp)
