@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rgbxseg.data.synthetic import generate_synthetic_dataset
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -57,3 +59,10 @@ def manifest() -> dict:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic RGB-D dataset (24 train / 8 test frames of 96×128) in the canonical layout."""
+    root = tmp_path_factory.mktemp("scenes") / "synthetic"
+    return generate_synthetic_dataset(root, num_train=24, num_test=8, height=96, width=128, seed=3, progress=False)

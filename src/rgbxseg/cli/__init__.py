@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import check_dataset, info, prepare
+from . import check_dataset, evaluate, info, prepare, train
 
-COMMANDS = (info, prepare, check_dataset)
+COMMANDS = (info, prepare, check_dataset, train, evaluate)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..io import file_digest
 from .errors import DatasetError, MissingFileError
 from .images import copy_file, image_header, write_png
 from .layout import (
@@ -46,22 +47,6 @@ _MODES = {("uint8", 1): {"L"}, ("uint16", 1): {"I;16", "I;16B", "I"}, ("uint8", 
 """Pillow modes that a complete file of each (dtype, channels) opens with."""
 
 
-def file_md5(path: str | os.PathLike[str], *, progress: bool = False) -> str:
-    """MD5 of a file, streamed in 8 MiB blocks (multi-GB sources never sit in memory)."""
-    path = Path(path)
-    digest = hashlib.md5(usedforsecurity=False)
-    with (
-        path.open("rb") as stream,
-        tqdm(
-            total=path.stat().st_size, unit="B", unit_scale=True, desc=f"md5 {path.name}", disable=not progress
-        ) as bar,
-    ):
-        while block := stream.read(8 * 2**20):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
-
 def describe_file(path: str | os.PathLike[str], *, progress: bool = False) -> dict[str, Any]:
     """Source-file record for ``meta.json``: name, absolute path, size and MD5."""
     path = Path(path).resolve()
@@ -71,7 +56,7 @@ def describe_file(path: str | os.PathLike[str], *, progress: bool = False) -> di
         "file": path.name,
         "path": str(path),
         "bytes": path.stat().st_size,
-        "md5": file_md5(path, progress=progress),
+        "md5": file_digest(path, "md5", progress=progress),
     }
 
 

@@ -7,9 +7,13 @@ ambiguous about how it was obtained.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,8 +21,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from ..data.dataset import RGBXDataset
+from ..io import atomic_write_path, file_digest
+from ..models import create_model
 from ..models.layers import pad_to_multiple
+from ..normalization import NORMALIZATIONS
+from ..weights import read_checkpoint
+from .distributed import resolve_device
 from .metrics import ConfusionMatrix, SegmentationMetrics
+from .plots import plot_confusion_matrix
 
 Segmenter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(rgb, x)`` → logits (B, K, H, W)."""
@@ -186,3 +197,86 @@ def evaluate(
     if progress:
         tqdm.write(f"evaluated {len(dataset)} samples in {time.perf_counter() - started:.1f} s")
     return metrics
+
+
+@dataclass
+class EvalReport:
+    """Metrics with everything needed to reproduce them."""
+
+    metrics: SegmentationMetrics
+    protocol: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "metrics": self.metrics.to_dict(), "seconds": self.seconds}
+
+
+def evaluate_weights(
+    weights: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    model_name: str | None = None,
+    protocol: EvalProtocol = SINGLE_SCALE,
+    x_modality: str = "depth",
+    label_set: str | None = None,
+    normalization: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    workers: int = 0,
+    json_path: str | os.PathLike[str] | None = None,
+    confusion_png: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> EvalReport:
+    """Evaluate a weights file on a canonical dataset split and describe exactly how (``rgbxseg eval``).
+
+    The model and input normalisation come from the weights' metadata; official checkpoints carry none, so they
+    need ``model_name`` (and optionally ``normalization``, a key of ``rgbxseg.normalization.NORMALIZATIONS``).
+    Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
+    """
+    _, metadata = read_checkpoint(weights)
+    name = model_name or (metadata.model if metadata else None)
+    if name is None:
+        raise ValueError(f"{weights} carries no rgbxseg metadata; name its model with --model (e.g. asymformer_b0_t)")
+    model = create_model(name, weights=weights).to(resolve_device(device)).eval()
+    chosen = NORMALIZATIONS[normalization] if normalization else model.weights_metadata.normalization
+    modalities = () if x_modality == "none" else (x_modality,)
+    dataset = RGBXDataset(data_root, split, modalities, label_set, normalization=chosen)
+    if dataset.num_classes != model.num_classes:
+        raise ValueError(
+            f"{weights} predicts {model.num_classes} classes but {data_root} ({dataset.label_set} label set) has "
+            f"{dataset.num_classes}; evaluate on the matching label set (--label-set)"
+        )
+    started = time.perf_counter()
+    metrics = evaluate(
+        model, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, protocol=protocol,
+        x_modality=x_modality, batch_size=batch_size, workers=workers, progress=progress,
+    )  # fmt: skip
+    report = EvalReport(
+        metrics=metrics,
+        protocol={
+            **protocol.describe(),
+            "resolution": f"native, padded to a multiple of {model.input_multiple} and cropped back",
+            "scored_output": "argmax of the fused scores",
+            "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means",
+            "normalization": chosen.to_dict(),
+            "x_modality": x_modality,
+            "weights": str(weights),
+            "weights_sha256": file_digest(weights),
+            "model": name,
+            "dataset": {
+                "root": str(data_root),
+                "name": dataset.dataset_meta.dataset,
+                "split": split,
+                "samples": len(dataset),
+                "label_set": dataset.label_set,
+            },
+        },
+        seconds=time.perf_counter() - started,
+    )
+    if json_path is not None:
+        with atomic_write_path(json_path) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    if confusion_png is not None:
+        plot_confusion_matrix(metrics.confusion, dataset.class_set.names, Path(confusion_png))
+    return report

@@ -97,9 +97,13 @@ class ModelEMA:
                 ema.copy_(current)
 
 
-def reseed(seed: int, rank: int, epoch: int) -> None:
-    """Seed torch, numpy and random from (seed, rank, epoch): the streams of an epoch never depend on history."""
-    value = int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+def reseed(seed: int, rank: int, epoch: int | None) -> None:
+    """Seed torch, numpy and random from (seed, rank, epoch): the streams of an epoch never depend on history.
+
+    ``epoch=None`` seeds model construction (before the first epoch).
+    """
+    entropy = [seed, rank] if epoch is None else [seed, rank, epoch + 1]
+    value = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     torch.manual_seed(value)
     np.random.seed(value)
     random.seed(value)
@@ -122,7 +126,7 @@ class Trainer:
             )
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        reseed(config.seed, 0, -1)  # model initialisation is identical on every rank
+        reseed(config.seed, 0, None)  # model initialisation is identical on every rank
         self.normalization = NORMALIZATIONS[config.data.normalization]
         self.train_set = self._dataset(config.data.train_split, train=True)
         self.val_set = self._dataset(config.data.val_split, train=False)
@@ -133,7 +137,7 @@ class Trainer:
             class_names=self.train_set.class_set.names,
             palette=self.train_set.class_set.palette,
             normalization=self.normalization,
-            dataset=self.train_set.dataset_meta.name,
+            dataset=self.train_set.dataset_meta.dataset,
             description=f"trained by rgbxseg train ({config.epochs} epochs, x modality {config.data.x_modality})",
         )
         self.network: nn.Module = self.model

@@ -1,0 +1,64 @@
+"""``rgbxseg eval``: mIoU, accuracies and per-class IoU of a weights file on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, evaluate_weights
+from ..normalization import NORMALIZATIONS
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        return int(height), int(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate weights on a canonical dataset (mIoU, accuracies, per class)")
+    parser.add_argument("--weights", required=True, help="a weights file (ours, a training checkpoint or the official)")
+    parser.add_argument("--data", required=True, help="root of a canonical dataset (see rgbxseg prepare)")
+    parser.add_argument("--split", default="test", help="split list to evaluate (default: test)")
+    parser.add_argument("--model", help="model name, for weights without rgbxseg metadata (official checkpoints)")
+    parser.add_argument(
+        "--multi-scale", action="store_true", help="the official protocol: ×1.0, 1.2, 1.4, logits summed"
+    )
+    parser.add_argument("--scales", type=float, nargs="+", help="general input scales (overrides --multi-scale)")
+    parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
+    parser.add_argument("--fusion", choices=("logits", "softmax"), default="logits", help="what is summed over runs")
+    parser.add_argument("--window", type=_size, help="sliding-window inference with this HxW window")
+    parser.add_argument("--stride", type=_size, help="sliding-window stride HxW (default: the window)")
+    parser.add_argument("--x-modality", default="depth", help="second input (depth, thermal, …; 'none' = zeros)")
+    parser.add_argument("--label-set", help="label set of the dataset (default: its default set)")
+    parser.add_argument("--normalization", choices=sorted(NORMALIZATIONS), help="override the weights' normalisation")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda if available)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--json", help="write the report (protocol + metrics) to this JSON file")
+    parser.add_argument("--confusion", help="write the confusion-matrix plot to this PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    base = OFFICIAL_MULTI_SCALE if args.multi_scale else EvalProtocol()
+    protocol = EvalProtocol(
+        scales=tuple(args.scales) if args.scales else base.scales,
+        flip=args.flip,
+        fusion=args.fusion,
+        align_corners=base.align_corners,
+        window=args.window,
+        stride=args.stride,
+    )
+    report = evaluate_weights(
+        args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol,
+        x_modality=args.x_modality, label_set=args.label_set, normalization=args.normalization, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, json_path=args.json, confusion_png=args.confusion,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(report.metrics.table())
+    print(f"protocol: scales {list(protocol.scales)}, flip {protocol.flip}, {protocol.fusion} summed"
+          + (f", sliding window {protocol.window}" if protocol.window else ""))  # fmt: skip
+    return 0
