@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,9 +145,11 @@ class Trainer:
         if ctx.distributed:
             if config.sync_bn:
                 self.network = convert_sync_batchnorm(self.network, ctx.device)
-            self.network = DistributedDataParallel(
-                self.network, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
-            )
+            device_ids = [ctx.device] if ctx.device.type == "cuda" else None
+            # Depthwise-conv weight gradients ([C, 1, k, k]) differ from their bucket views only in the stride of the
+            # size-1 dimension, which DDP reports as a layout mismatch although the memory is the same.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            self.network = DistributedDataParallel(self.network, device_ids=device_ids, gradient_as_bucket_view=True)
         self.iterations_per_epoch = len(self.train_set) // (config.data.batch_size * ctx.world_size)
         if self.iterations_per_epoch == 0:
             raise ConfigError(
