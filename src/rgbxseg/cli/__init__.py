@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import info
+from ..runtime import BackendUnavailableError
+from . import info, predict
 
-COMMANDS = (info,)
+COMMANDS = (info, predict)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, BackendUnavailableError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
