@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..runtime import BackendUnavailableError
-from . import info, predict
+from . import export, info, predict
 
-COMMANDS = (info, predict)
+COMMANDS = (info, predict, export)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 
