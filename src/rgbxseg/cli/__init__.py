@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..runtime import BackendUnavailableError
-from . import export, info, predict
+from . import bench, export, info, predict
 
-COMMANDS = (info, predict, export)
+COMMANDS = (info, predict, export, bench)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 
