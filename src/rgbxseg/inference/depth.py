@@ -55,7 +55,7 @@ DEPTH_UNITS: dict[str, DepthUnit] = {
 """Named depth units. A number instead of a name is a scale to millimetres (e.g. 0.1 for 1/10 mm steps)."""
 
 
-def resolve_depth_unit(unit: str | float) -> DepthUnit:
+def resolve_depth_unit(unit: str | float | DepthUnit) -> DepthUnit:
     """A :class:`DepthUnit` from a name in :data:`DEPTH_UNITS` or a scale factor to millimetres (number or string)."""
     if isinstance(unit, DepthUnit):
         return unit

@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime import require
+from ..runtime import BackendUnavailableError, require
 from .frames import Frame
 from .segmenter import Prediction, Segmenter
 from .visualize import label_image, overlay, prediction_panel, save_image
@@ -99,6 +100,19 @@ def predict_frames(
     return summary
 
 
+def _gui_opencv() -> Any:
+    """OpenCV with a window system; the ``camera`` extra installs the headless build, which cannot show frames."""
+    cv2 = require("cv2", "camera", "the camera loop")
+    try:
+        cv2.namedWindow("rgbxseg")
+    except cv2.error as err:
+        raise BackendUnavailableError(
+            "showing frames needs OpenCV with GUI support (pip install opencv-python, instead of the headless build "
+            "that rgbxseg[camera] installs); or write the frames with --out"
+        ) from err
+    return cv2
+
+
 def run_camera(
     segmenter: Segmenter,
     frames: Iterable[Frame],
@@ -111,7 +125,7 @@ def run_camera(
     """Live loop: segment each camera frame, show the panel in a window (q or Esc quits) and/or write it."""
     if not show and out_dir is None:
         raise ValueError("the camera loop needs somewhere to put frames: show them, or give an output folder")
-    cv2 = require("cv2", "camera", "the camera loop") if show else None
+    cv2 = _gui_opencv() if show else None
     summary = PredictSummary(Path(out_dir) if out_dir else Path())
     start = time.perf_counter()
     palette = segmenter.class_set.palette_array()

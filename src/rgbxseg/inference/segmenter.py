@@ -67,7 +67,7 @@ class Segmenter:
         *,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
-        depth_unit: str | float = "mm",
+        depth_unit: str | float | DepthUnit = "mm",
         size_policy: SizePolicy = "pad",
         input_size: tuple[int, int] | None = None,
         normalization: Normalization | None = None,
