@@ -22,6 +22,7 @@ from rgbxseg.inference import (
     resolve_depth_unit,
     run_camera,
 )
+from rgbxseg.inference.frames import folder_pairs
 
 MODEL = "asymformer_b0_t_cat"  # the cheapest registered model; the logic under test is model-independent
 
@@ -302,6 +303,21 @@ def test_predict_cli_errors_name_the_file_and_the_fix(
     assert main(["predict", "--weights", str(tmp_path / "plain.pth"), "--rgb", str(rgb_path), "--depth",
                  str(depth_path), "--out", str(tmp_path / "o")]) == 2  # fmt: skip
     assert "name it with --model" in capsys.readouterr().err
+
+
+def test_folders_match_by_name_and_refuse_ambiguous_names(tmp_path: Path) -> None:
+    for folder, names in {"rgb": ("b.jpg", "a.png"), "depth": ("a.png", "b.png", "c.png")}.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / folder / name)
+    pairs = folder_pairs(tmp_path / "rgb", tmp_path / "depth")
+    assert [(name, rgb.name, depth.name) for name, rgb, depth in pairs] == [
+        ("a", "a.png", "a.png"),
+        ("b", "b.jpg", "b.png"),
+    ]
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "rgb" / "a.jpg")
+    with pytest.raises(ValueError, match="several files per name, e.g. a.jpg"):
+        folder_pairs(tmp_path / "rgb", tmp_path / "depth")
 
 
 def test_prepare_model_step_is_applied_once(model: rgbxseg.SegmentationModel) -> None:

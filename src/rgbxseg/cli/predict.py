@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("RGB and depth go together: --rgb with --depth, --rgb-dir with --depth-dir")
     if args.out is None and not (args.camera is not None and args.show):
         raise ValueError("--out is required (except for --camera --show)")
+    if args.camera is not None:
+        device = int(args.camera) if args.camera.isdigit() else args.camera
+        frames = camera_frames(device, args.camera_backend, args.max_frames)
+    else:
+        frames = open_frames(args.rgb or args.rgb_dir, args.depth or args.depth_dir)  # fails fast on bad paths
     segmenter = Segmenter(
         model_from_args(args),
         device=args.device,
@@ -69,15 +74,13 @@ def run(args: argparse.Namespace) -> int:
     )
     suffix = f".{args.image_format}"
     if args.camera is not None:
-        device = int(args.camera) if args.camera.isdigit() else args.camera
-        frames = camera_frames(device, args.camera_backend, args.max_frames)
         summary = run_camera(
             segmenter, frames, show=args.show, out_dir=args.out, image_suffix=suffix, progress=not args.no_progress
         )
     else:
         summary = predict_frames(
             segmenter,
-            open_frames(args.rgb or args.rgb_dir, args.depth or args.depth_dir),
+            frames,
             args.out,
             batch_size=args.batch_size,
             outputs=args.outputs,

@@ -73,7 +73,11 @@ def pair_frames(rgb_path: str | Path, depth_path: str | Path) -> list[Frame]:
 def _files_by_stem(folder: Path, suffixes: frozenset[str], what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
-    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
+    paths = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes]
+    files = {p.stem: p for p in paths}
+    if len(files) < len(paths):
+        twins = sorted(p.name for p in paths if files[p.stem] != p)
+        raise ValueError(f"{what} folder {folder} has several files per name, e.g. {', '.join(twins[:3])}; keep one")
     if not files:
         raise FileNotFoundError(f"{what} folder {folder} holds no image ({', '.join(sorted(suffixes))})")
     return files
