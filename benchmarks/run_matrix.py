@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rgbxseg.bench import BenchResult, benchmark, device_name
+from rgbxseg.bench import BenchResult, CpuContention, benchmark, device_name
 from rgbxseg.io import atomic_write_path
 from rgbxseg.models import create_model
 from rgbxseg.runtime import resolve_device
@@ -54,16 +54,17 @@ def machine_slug(name: str) -> str:
 def markdown_table(results: list[BenchResult], baselines: dict[str, BenchResult]) -> list[str]:
     lines = [
         "| model | backend | dtype | batch | input | median ms | p90 ms | FPS | speed vs baseline | peak memory MiB "
-        "| threads | load avg before → after |",
+        "| threads | other processes' CPU share |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         base = baselines[r.model]
         memory = "n/a" if r.peak_memory_mib is None else f"{r.peak_memory_mib:.0f}"
+        others = "n/a" if r.other_cpu_share is None else f"{r.other_cpu_share:.1%}"
         lines.append(
             f"| {r.model} | {r.backend} | {r.dtype} | {r.batch} | {r.height}×{r.width} | {r.median_ms:.1f} "
             f"| {r.p90_ms:.1f} | {r.fps:.2f} | {base.median_ms / r.median_ms:.2f}× | {memory} | {r.threads} "
-            f"| {r.loadavg_before[0]:.2f} → {r.loadavg_after[0]:.2f} |"
+            f"| {others} |"
         )
     return lines
 
@@ -115,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         f"Protocol: network forward only on random inputs already on the device, {args.warmup} warm-up + "
         f"{args.runs} timed runs with synchronisation; median and p90 latency; FPS = batch / median. Speed vs "
         "baseline = baseline median / median, the baseline being each model's first configuration in this run. "
-        f"Peak memory: {base.memory_measure}. Rows run while the 1-minute load average exceeded 0.5 on a CPU "
-        "device were disturbed by other processes.",
+        f"Peak memory: {base.memory_measure}. Other processes' CPU share: of all CPU time during warm-up and timed "
+        f"runs (from /proc/stat minus this process); rows above {CpuContention.NOISY_SHARE:.0%} were disturbed.",
         "",
         *markdown_table(results, baselines),
         "",

@@ -36,6 +36,7 @@ def test_asymformer_b0t_macs_and_parameters_at_480x640(tmp_path: Path, capsys: p
     assert (result["height"], result["width"], result["batch"], result["runs"]) == (480, 640, 1, 1)
     assert result["threads"] == torch.get_num_threads() and result["device"] == "cpu"
     assert result["median_ms"] > 0 and result["fps"] > 0 and len(result["loadavg_before"]) == 3
+    assert result["other_cpu_share"] is None or 0 <= result["other_cpu_share"] <= 1
 
 
 class TwoHeadAttention(nn.Module):

@@ -172,6 +172,40 @@ class PeakMemory:
         return (peak - self.baseline_kib) / 1024, "process peak RSS growth (VmHWM - VmRSS at start)"
 
 
+class CpuContention:
+    """Share of all CPU time that *other* processes used while we ran (Linux /proc/stat minus our own CPU time).
+
+    The load average cannot tell: our own threads raise it. A few percent is noise; beyond ``NOISY_SHARE`` the
+    timings are disturbed (two threads on two cores beside one busy process run up to 20× slower).
+    """
+
+    NOISY_SHARE = 0.1
+
+    def __init__(self) -> None:
+        self.start: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        """(busy seconds of all CPUs, total seconds of all CPUs, this process's CPU seconds)."""
+        stat = Path("/proc/stat")
+        if not stat.is_file():
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, stat.read_text().split()[1:9])
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (user + nice + system + irq + softirq + steal) / tick
+        return busy, busy + (idle + iowait) / tick, time.process_time()
+
+    def reset(self) -> None:
+        self.start = self._sample()
+
+    def other_share(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None or end[1] <= self.start[1]:
+            return None
+        busy, total, own = (b - a for a, b in zip(self.start, end, strict=True))
+        return min(max((busy - own) / total, 0.0), 1.0)
+
+
 # --- backends ----------------------------------------------------------------------------------------------------
 
 Runner = Callable[[], Any]
@@ -294,18 +328,19 @@ class BenchResult:
     memory_measure: str
     loadavg_before: tuple[float, float, float]
     loadavg_after: tuple[float, float, float]
+    other_cpu_share: float | None
+    """Share of all CPU time used by other processes during warm-up and timed runs (None where unmeasurable)."""
     torch_version: str = torch.__version__
     timestamp: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     macs: MacsReport | None = None
 
     @property
     def load_warning(self) -> str | None:
-        """Set when other processes kept the CPUs busy: such timings can be off by several times."""
-        busiest = max(self.loadavg_before[0], self.loadavg_after[0])
-        if self.device == "cpu" and busiest > 0.5:
+        """Set when other processes competed for the CPUs: such timings can be off by several times."""
+        if self.other_cpu_share is not None and self.other_cpu_share > CpuContention.NOISY_SHARE:
             return (
-                f"1-minute load average {busiest:.2f} around the run: other processes competed for the "
-                f"{os.cpu_count()} cores; rerun on an idle machine before trusting these numbers"
+                f"other processes used {self.other_cpu_share:.0%} of the {os.cpu_count()} CPUs during the runs; "
+                "rerun on an idle machine before trusting these numbers"
             )
         return None
 
@@ -325,8 +360,11 @@ class BenchResult:
             f"latency median {self.median_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, mean {self.mean_ms:.2f} ms, "
             f"min {self.min_ms:.2f} ms, max {self.max_ms:.2f} ms -> {self.fps:.2f} FPS (images/s at the median)",
             f"peak memory {memory} ({self.memory_measure})",
-            "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
-                *self.loadavg_before, *self.loadavg_after
+            "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}; other processes' CPU share "
+            "during the runs: {}".format(
+                *self.loadavg_before,
+                *self.loadavg_after,
+                "n/a" if self.other_cpu_share is None else f"{self.other_cpu_share:.1%}",
             ),
         ]
         if self.load_warning:
@@ -389,8 +427,8 @@ def benchmark(
 
     ``threads`` sets torch's (and onnxruntime's) intra-op threads for the run. MACs are counted at batch 1 in fp32 on
     the CPU when ``count_flops``, after the timed runs so that peak memory sees the first allocations.
-    Wall-clock numbers depend on the machine's load: see ``load_warning`` (two threads sharing two cores with another
-    busy process run many times slower).
+    Wall-clock numbers depend on the machine's load: ``other_cpu_share`` and ``load_warning`` say whether other
+    processes competed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -421,7 +459,10 @@ def benchmark(
         run = BACKENDS[backend](setup)
         setup_seconds = time.perf_counter() - start
         memory.reset()
+        contention = CpuContention()
+        contention.reset()
         times = time_runs(run, torch_device, warmup, runs, progress)
+        other_cpu_share = contention.other_share()
         peak_mib, memory_measure = memory.peak_mib()
         loadavg_after = os.getloadavg()
         macs = count_macs(model.float().cpu(), (inputs[0][:1], inputs[1][:1])) if count_flops else None
@@ -449,5 +490,6 @@ def benchmark(
         memory_measure=memory_measure,
         loadavg_before=loadavg_before,
         loadavg_after=loadavg_after,
+        other_cpu_share=other_cpu_share,
         macs=macs,
     )

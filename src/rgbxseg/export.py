@@ -71,7 +71,7 @@ class OnnxExport:
         kind = "dynamic batch×H×W" if self.dynamic else "static {}×{}×{}".format(*self.shape)
         lines = [
             f"{self.path}: {self.model_name}, {self.exporter} exporter, opset {self.opset}, {kind}, "
-            f"{self.seconds:.1f} s"
+            f"exported in {self.seconds:.1f} s"
         ]
         if self.fallback_reason:
             lines.append(f"  dynamo exporter failed, used the legacy one: {self.fallback_reason}")
