@@ -74,4 +74,6 @@ def test_raw_file_readers_are_optional(
     mat = tmp_path / "nyu_depth_v2_labeled.mat"
     mat.write_bytes(b"\0" * 64)
     assert main(["prepare", "nyuv2", "--mat", str(mat), "--out", str(tmp_path / "out")]) == 2
-    assert "needs h5py, which is not installed: pip install 'rgbxseg[datasets]'" in capsys.readouterr().err
+    assert "needs the Python package 'h5py', which is not installed: pip install 'rgbxseg[datasets]'" in (
+        capsys.readouterr().err
+    )

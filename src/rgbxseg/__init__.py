@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .inference import Prediction, Segmenter
 from .models import (
     AsymFormer,
     InputShapeError,
@@ -10,6 +11,7 @@ from .models import (
     create_model,
     get_model_spec,
     list_models,
+    load_model,
     pad_to_multiple,
 )
 from .normalization import Normalization
@@ -32,13 +34,16 @@ __all__ = [
     "InputSizeError",
     "LoadReport",
     "Normalization",
+    "Prediction",
     "SegmentationModel",
+    "Segmenter",
     "WeightsMetadata",
     "__version__",
     "create_model",
     "get_model_spec",
     "list_models",
     "load_backbone_weights",
+    "load_model",
     "load_weights",
     "pad_to_multiple",
     "read_checkpoint",

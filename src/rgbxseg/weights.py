@@ -144,20 +144,24 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and int.from_bytes(head[:8], "little") < path.stat().st_size and head[8:9] == b"{"
 
 
-def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
+def _parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsMetadata | None:
+    """Our metadata block (JSON text in safetensors, a dict in PyTorch files), or None when there is none."""
+    if not raw:
+        return None
+    try:
+        return WeightsMetadata.from_dict(json.loads(raw) if isinstance(raw, str) else raw)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
+
+
+def _read_safetensors(path: Path, tensors: bool = True) -> tuple[StateDict, WeightsMetadata | None]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            state = {key: f.get_tensor(key) for key in f.keys()} if tensors else {}  # noqa: SIM118 (not a dict)
             raw = (f.metadata() or {}).get(_METADATA_KEY)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
-    metadata = None
-    if raw is not None:
-        try:
-            metadata = WeightsMetadata.from_dict(json.loads(raw))
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
-    return state, metadata
+    return state, _parse_metadata(raw, path)
 
 
 def _read_pickle(path: Path) -> Any:
@@ -202,14 +206,21 @@ def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict
         state, metadata = _read_safetensors(path)
     else:
         state, raw_metadata = _unwrap_container(_read_pickle(path), path, use_ema)
-        try:
-            metadata = WeightsMetadata.from_dict(raw_metadata) if raw_metadata else None
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
+        metadata = _parse_metadata(raw_metadata, path)
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(f"{path}: entries {not_tensors[:5]} are not tensors; this is not a state dict")
     return {k: v for k, v in state.items() if not k.endswith("_extra_state")}, metadata
+
+
+def read_metadata(path: PathLike) -> WeightsMetadata | None:
+    """The metadata block of a weights file, or None; reads only the header of a safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if _is_safetensors(path):
+        return _read_safetensors(path, tensors=False)[1]
+    return read_checkpoint(path)[1]
 
 
 # --- fitting to a model ------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import check_dataset, evaluate, info, prepare, train
+from ..engine.train import NonFiniteLossError
+from . import bench, check_dataset, evaluate, export, info, predict, prepare, train
 
-COMMANDS = (info, prepare, check_dataset, train, evaluate)
+COMMANDS = (info, prepare, check_dataset, train, evaluate, predict, export, bench)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 
@@ -27,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ValueError, KeyError, OSError, ImportError) as err:  # ImportError: a missing optional dependency
+    # ImportError: a missing optional dependency or backend, with the extra that installs it.
+    except (ValueError, KeyError, OSError, ImportError, NonFiniteLossError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -2,7 +2,7 @@
 
 from .classes import CLASS_SETS, MFNET_9, NYUV2_13, NYUV2_40, PST900_5, SUNRGBD_37, ClassSet, get_class_set
 from .dataset import RGBXDataset
-from .errors import DatasetError, IncompleteDatasetError, MissingDependencyError, MissingFileError
+from .errors import DatasetError, IncompleteDatasetError, MissingFileError
 from .importers import import_asymformer, import_dformer, import_mfnet, import_pst900
 from .layout import DatasetMeta, read_meta
 from .nyuv2 import prepare_nyuv2
@@ -24,7 +24,6 @@ __all__ = [
     "DatasetError",
     "DatasetMeta",
     "IncompleteDatasetError",
-    "MissingDependencyError",
     "MissingFileError",
     "PrepareSummary",
     "RGBXDataset",

@@ -11,9 +11,5 @@ class IncompleteDatasetError(DatasetError):
     """The dataset directory has no ``meta.json``: its preparation did not finish."""
 
 
-class MissingDependencyError(ImportError):
-    """An optional dependency (h5py, scipy) needed to read the raw dataset files is not installed."""
-
-
 class MissingFileError(DatasetError, FileNotFoundError):
     """A file the dataset needs does not exist (catchable as :class:`FileNotFoundError` too)."""

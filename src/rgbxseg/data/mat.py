@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .errors import DatasetError, MissingDependencyError, MissingFileError
-
-INSTALL_HINT = "pip install 'rgbxseg[datasets]'"
-
-
-def require(module: str) -> ModuleType:
-    """Import an optional dependency of the dataset preparers or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingDependencyError(
-            f"reading the raw dataset files needs {module.partition('.')[0]}, which is not installed: {INSTALL_HINT}"
-        ) from err
+from ..runtime import require
+from .errors import DatasetError, MissingFileError
 
 
 def _existing(path: str | os.PathLike[str]) -> Path:
@@ -35,7 +22,7 @@ def _existing(path: str | os.PathLike[str]) -> Path:
 def load_mat_v5(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """``scipy.io.loadmat`` with errors that name the file (v7.3 files are refused with the reason)."""
     path = _existing(path)
-    loadmat = require("scipy.io").loadmat
+    loadmat = require("scipy.io", "datasets", "reading MATLAB v5 files").loadmat
     try:
         return loadmat(path, **options)
     except NotImplementedError as err:  # scipy's answer to HDF5-based v7.3 files
@@ -47,7 +34,7 @@ def load_mat_v5(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
 def open_mat_v73(path: str | os.PathLike[str], *, cache_bytes: int = 64 * 2**20) -> Any:
     """Open a MATLAB v7.3 file read-only as an ``h5py.File`` (arrays come back with their axes reversed)."""
     path = _existing(path)
-    h5py = require("h5py")
+    h5py = require("h5py", "datasets", "reading MATLAB v7.3 (HDF5) files")
     try:
         return h5py.File(path, "r", rdcc_nbytes=cache_bytes)
     except OSError as err:

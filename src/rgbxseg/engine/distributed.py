@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..runtime import resolve_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -28,17 +30,6 @@ class DistributedContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this rank's GPU when CUDA is available, else the CPU; ``cuda`` without CUDA is an error."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but CUDA is not available; use device=cpu")
-        return torch.device("cuda", local_rank) if preference == "cuda" else torch.device(preference)
-    return torch.device(preference)
 
 
 def init_distributed(device_preference: str = "auto") -> DistributedContext:

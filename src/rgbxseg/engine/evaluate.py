@@ -23,11 +23,10 @@ from tqdm import tqdm
 
 from ..data.dataset import RGBXDataset
 from ..io import atomic_write_path, file_digest
-from ..models import create_model
+from ..models import load_model
 from ..models.layers import pad_to_multiple
 from ..normalization import NORMALIZATIONS
-from ..weights import read_checkpoint
-from .distributed import resolve_device
+from ..runtime import resolve_device
 from .metrics import ConfusionMatrix, SegmentationMetrics
 from .plots import plot_confusion_matrix
 
@@ -234,11 +233,7 @@ def evaluate_weights(
     need ``model_name`` (and optionally ``normalization``, a key of ``rgbxseg.normalization.NORMALIZATIONS``).
     Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
     """
-    _, metadata = read_checkpoint(weights)
-    name = model_name or (metadata.model if metadata else None)
-    if name is None:
-        raise ValueError(f"{weights} carries no rgbxseg metadata; name its model with --model (e.g. asymformer_b0_t)")
-    model = create_model(name, weights=weights).to(resolve_device(device)).eval()
+    model = load_model(weights, model_name).to(resolve_device(device))
     chosen = NORMALIZATIONS[normalization] if normalization else model.weights_metadata.normalization
     modalities = () if x_modality == "none" else (x_modality,)
     dataset = RGBXDataset(data_root, split, modalities, label_set, normalization=chosen)
@@ -263,7 +258,7 @@ def evaluate_weights(
             "x_modality": x_modality,
             "weights": str(weights),
             "weights_sha256": file_digest(weights),
-            "model": name,
+            "model": model.model_name,
             "dataset": {
                 "root": str(data_root),
                 "name": dataset.dataset_meta.dataset,

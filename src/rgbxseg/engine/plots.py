@@ -9,17 +9,12 @@ from typing import Any
 import torch
 
 from ..io import atomic_write_path
+from ..runtime import require
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib  # noqa: PLC0415 (optional dependency)
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install 'rgbxseg[demo]'") from err
-    return plt
+    require("matplotlib", "demo", "plotting").use("Agg")  # files only, no display
+    return require("matplotlib.pyplot", "demo", "plotting")
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -15,7 +15,6 @@ import math
 import random
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from ..io import atomic_write_path
 from ..models import create_model
 from ..models.base import SegmentationModel
 from ..normalization import NORMALIZATIONS
+from ..runtime import autocast, resolve_dtype
 from ..weights import WeightsMetadata, save_weights
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import ConfigError, TrainConfig, to_dict
@@ -53,7 +53,8 @@ from .schedule import build_scheduler
 
 log = logging.getLogger(__name__)
 
-AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_PRECISIONS = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
+"""``amp`` config values → precision names of :mod:`rgbxseg.runtime`."""
 CHECKPOINT_NAME = "last.pt"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -119,8 +120,9 @@ class Trainer:
         self.progress = progress and ctx.is_main
         self.output_dir = Path(config.output_dir)
         self.checkpoint_path = self.output_dir / CHECKPOINT_NAME
-        if config.amp not in AMP_DTYPES:
-            raise ConfigError(f"amp: {config.amp!r} is not one of {', '.join(AMP_DTYPES)}")
+        if config.amp not in AMP_PRECISIONS:
+            raise ConfigError(f"amp: {config.amp!r} is not one of {', '.join(AMP_PRECISIONS)}")
+        self.amp_dtype = resolve_dtype(AMP_PRECISIONS[config.amp], ctx.device)
         if config.data.normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"data.normalization: {config.data.normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
@@ -269,10 +271,6 @@ class Trainer:
             pin_memory=self.ctx.device.type == "cuda",
         )
 
-    def _autocast(self) -> Any:
-        dtype = AMP_DTYPES[self.config.amp]
-        return nullcontext() if dtype is None else torch.autocast(self.ctx.device.type, dtype=dtype)
-
     def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
         finite = torch.isfinite(loss.detach()).to(torch.float32)
         if all_reduce_mean(finite).item() < 1.0:  # every rank stops together
@@ -304,7 +302,7 @@ class Trainer:
                     x.contiguous(memory_format=torch.channels_last),
                 )
             label = batch["label"].to(self.ctx.device, non_blocking=True)
-            with self._autocast():
+            with autocast(self.ctx.device, self.amp_dtype):
                 logits = self.network(rgb, x)
             loss = segmentation_loss(logits, label)
             self._check_finite(loss, epoch)

@@ -13,9 +13,10 @@ from ..weights import (
     load_backbone_weights,
     load_weights,
     read_checkpoint,
+    read_metadata,
 )
 from .base import SegmentationModel
-from .registry import get_model_spec
+from .registry import get_model_spec, list_models
 
 
 def create_model(
@@ -66,3 +67,20 @@ def create_model(
         load_weights(model, state, strict=strict)
     model.weights_metadata = metadata or default_metadata(model)
     return model
+
+
+def load_model(weights: PathLike, name: str | None = None, **kwargs: Any) -> SegmentationModel:
+    """The model a weights file was saved from, in eval mode: our files name it in their metadata.
+
+    Files without metadata (the official release, plain state dicts) need the registered ``name``.
+    ``kwargs`` go to :func:`create_model`.
+    """
+    if name is None:
+        metadata = read_metadata(weights)
+        if metadata is None:
+            raise ValueError(
+                f"{weights} does not say which model it holds (no rgbxseg metadata); name it with --model / "
+                f"name=..., one of: {', '.join(list_models())}"
+            )
+        name = metadata.model
+    return create_model(name, weights=weights, **kwargs).eval()

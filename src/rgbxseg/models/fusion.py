@@ -125,7 +125,10 @@ class TokenSelfAttention(nn.Module):
         self.proj = nn.Linear(channels, channels)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        """(B, N, C) → (B, heads, N, C/heads). A reshape, not ``unflatten``: the legacy ONNX exporter freezes the
+        batch size of shapes read downstream of ``unflatten``, which broke dynamic-batch exports."""
+        B, N, C = x.shape
+        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
 
     def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         """Signature of an SCC extraction slot; only the fused map is attended."""

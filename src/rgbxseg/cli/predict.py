@@ -1,0 +1,96 @@
+"""``rgbxseg predict``: segment RGB-D frames (pair, folders, video / image sequence or camera) and write pictures."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..inference import CAMERA_BACKENDS, OUTPUT_KINDS, Segmenter, camera_frames, open_frames, predict_frames, run_camera
+from ..inference.depth import DEPTH_UNITS
+from ._models import add_model_arguments, model_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment your RGB-D frames and write label PNGs, overlays and panels",
+        description="Inputs: --rgb A.png --depth B.png; --rgb-dir D --depth-dir D (matched by file name); "
+        "--rgb video.mp4|rgb/%%06d.png --depth depth/%%06d.png; or --camera N. Outputs under --out: "
+        "labels/NAME.png (palette PNG of dataset labels), overlay/NAME.jpg, panel/NAME.jpg (RGB | depth | prediction).",
+    )
+    add_model_arguments(parser, weights_required=True)
+    source = parser.add_argument_group("input (one of)")
+    source.add_argument("--rgb", help="RGB image, video or printf pattern of an image sequence")
+    source.add_argument("--depth", help="depth map (16-bit PNG, float TIFF, .npy), or pattern / video")
+    source.add_argument("--rgb-dir", help="folder of RGB images")
+    source.add_argument("--depth-dir", help="folder of depth maps with the RGB images' file names")
+    source.add_argument("--camera", metavar="DEVICE", help="OpenCV RGB-D device index or URI (needs rgbxseg[camera])")
+    source.add_argument("--camera-backend", choices=sorted(CAMERA_BACKENDS), default="openni2")
+    source.add_argument("--max-frames", type=int, default=None, help="stop the camera after this many frames")
+    source.add_argument("--show", action="store_true", help="camera: show the live panel in a window (q quits)")
+    parser.add_argument("--out", help="output folder (optional with --camera --show)")
+    parser.add_argument(
+        "--depth-unit",
+        default="mm",
+        help=f"what your depth values are: {', '.join(DEPTH_UNITS)} or millimetres per step (e.g. 0.1); default mm",
+    )
+    parser.add_argument(
+        "--size-policy",
+        choices=("pad", "resize"),
+        default="pad",
+        help="frames whose sides are not multiples of 32: pad and crop back (default) or resize there and back",
+    )
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resize policy: network size")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS))
+    parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="overlay and panel format")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pair = args.rgb or args.depth
+    folders = args.rgb_dir or args.depth_dir
+    if sum(map(bool, (pair, folders, args.camera is not None))) != 1:
+        raise ValueError("give exactly one input: --rgb/--depth, --rgb-dir/--depth-dir or --camera")
+    if (pair and not (args.rgb and args.depth)) or (folders and not (args.rgb_dir and args.depth_dir)):
+        raise ValueError("RGB and depth go together: --rgb with --depth, --rgb-dir with --depth-dir")
+    if args.out is None and not (args.camera is not None and args.show):
+        raise ValueError("--out is required (except for --camera --show)")
+    if args.camera is not None:
+        device = int(args.camera) if args.camera.isdigit() else args.camera
+        frames = camera_frames(device, args.camera_backend, args.max_frames)
+    else:
+        frames = open_frames(args.rgb or args.rgb_dir, args.depth or args.depth_dir)  # fails fast on bad paths
+    segmenter = Segmenter(
+        model_from_args(args),
+        device=args.device,
+        dtype=args.dtype,
+        depth_unit=args.depth_unit,
+        size_policy=args.size_policy,
+        input_size=tuple(args.input_size) if args.input_size else None,
+    )
+    suffix = f".{args.image_format}"
+    if args.camera is not None:
+        summary = run_camera(
+            segmenter, frames, show=args.show, out_dir=args.out, image_suffix=suffix, progress=not args.no_progress
+        )
+    else:
+        summary = predict_frames(
+            segmenter,
+            frames,
+            args.out,
+            batch_size=args.batch_size,
+            outputs=args.outputs,
+            image_suffix=suffix,
+            alpha=args.alpha,
+            progress=not args.no_progress,
+        )
+    rate = summary.frames / summary.seconds if summary.seconds else 0.0
+    print(
+        f"{summary.frames} frames in {summary.seconds:.1f} s ({rate:.2f} frames/s), {len(summary.files)} files "
+        f"written under {summary.out_dir}"
+    )
+    return 0

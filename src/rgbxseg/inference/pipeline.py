@@ -1,0 +1,148 @@
+"""Batch prediction over frame sources with progress, writing label PNGs, overlays and panels; the camera loop."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..runtime import BackendUnavailableError, require
+from .frames import Frame
+from .segmenter import Prediction, Segmenter
+from .visualize import label_image, overlay, prediction_panel, save_image
+
+OUTPUT_KINDS = ("labels", "overlay", "panel")
+"""``labels/NAME.png``: palette PNG of dataset labels; ``overlay/NAME.EXT``: colours over the RGB;
+``panel/NAME.EXT``: RGB | depth colour map | prediction."""
+
+
+@dataclass
+class PredictSummary:
+    """What a prediction run wrote."""
+
+    out_dir: Path
+    frames: int = 0
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def write_outputs(
+    frame: Frame,
+    prediction: Prediction,
+    segmenter: Segmenter,
+    out_dir: Path,
+    outputs: Sequence[str] = OUTPUT_KINDS,
+    image_suffix: str = ".jpg",
+    alpha: float = 0.5,
+) -> list[Path]:
+    """Write the requested outputs of one frame under ``out_dir/<kind>/<frame name>``."""
+    palette = segmenter.class_set.palette_array()
+    renderers = {
+        "labels": lambda: (label_image(prediction.labels, palette), ".png"),
+        "overlay": lambda: (overlay(frame.rgb, prediction.labels, palette, alpha), image_suffix),
+        "panel": lambda: (
+            prediction_panel(frame.rgb, segmenter.depth_in_mm(frame.depth, frame.source), prediction.labels, palette),
+            image_suffix,
+        ),
+    }
+    written = []
+    for kind in outputs:
+        image, suffix = renderers[kind]()
+        written.append(save_image(image, out_dir / kind / f"{frame.name}{suffix}"))
+    return written
+
+
+def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    iterator = iter(frames)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def predict_frames(
+    segmenter: Segmenter,
+    frames: Iterable[Frame],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 4,
+    outputs: Sequence[str] = OUTPUT_KINDS,
+    image_suffix: str = ".jpg",
+    alpha: float = 0.5,
+    total: int | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Segment every frame (``batch_size`` at a time) and write its outputs; shows a progress bar."""
+    unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
+    if unknown:
+        raise ValueError(f"unknown outputs {unknown}; choose from {', '.join(OUTPUT_KINDS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    summary = PredictSummary(Path(out_dir))
+    start = time.perf_counter()
+    total = total if total is not None else (len(frames) if isinstance(frames, Sequence) else None)
+    with tqdm(total=total, unit="frame", desc="predict", disable=not progress) as bar:
+        for batch in _batches(frames, batch_size):
+            predictions = segmenter.predict_batch(
+                [f.rgb for f in batch], [f.depth for f in batch], sources=[f.source or f.name for f in batch]
+            )
+            for frame, prediction in zip(batch, predictions, strict=True):
+                summary.files += write_outputs(
+                    frame, prediction, segmenter, summary.out_dir, outputs, image_suffix, alpha
+                )
+            summary.frames += len(batch)
+            bar.update(len(batch))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _gui_opencv() -> Any:
+    """OpenCV with a window system; the ``camera`` extra installs the headless build, which cannot show frames."""
+    cv2 = require("cv2", "camera", "the camera loop")
+    try:
+        cv2.namedWindow("rgbxseg")
+    except cv2.error as err:
+        raise BackendUnavailableError(
+            "showing frames needs OpenCV with GUI support (pip install opencv-python, instead of the headless build "
+            "that rgbxseg[camera] installs); or write the frames with --out"
+        ) from err
+    return cv2
+
+
+def run_camera(
+    segmenter: Segmenter,
+    frames: Iterable[Frame],
+    *,
+    show: bool = True,
+    out_dir: str | Path | None = None,
+    image_suffix: str = ".jpg",
+    progress: bool = True,
+) -> PredictSummary:
+    """Live loop: segment each camera frame, show the panel in a window (q or Esc quits) and/or write it."""
+    if not show and out_dir is None:
+        raise ValueError("the camera loop needs somewhere to put frames: show them, or give an output folder")
+    cv2 = _gui_opencv() if show else None
+    summary = PredictSummary(Path(out_dir) if out_dir else Path())
+    start = time.perf_counter()
+    palette = segmenter.class_set.palette_array()
+    with tqdm(unit="frame", desc="camera", disable=not progress) as bar:
+        for frame in frames:
+            prediction = segmenter.predict(frame.rgb, frame.depth)
+            depth_mm = segmenter.depth_in_mm(frame.depth, frame.source)
+            panel = prediction_panel(frame.rgb, depth_mm, prediction.labels, palette)
+            if out_dir is not None:
+                summary.files.append(save_image(panel, summary.out_dir / "panel" / f"{frame.name}{image_suffix}"))
+            summary.frames += 1
+            bar.update(1)
+            if cv2 is not None:
+                cv2.imshow("rgbxseg", np.ascontiguousarray(panel[:, :, ::-1]))
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+    if cv2 is not None:
+        cv2.destroyAllWindows()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,102 @@
+"""Pictures of predictions with numpy + Pillow only: palette label PNGs, overlays, depth colour maps, panels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_write_path
+
+_TURBO_COEFFICIENTS = np.array(
+    [
+        (0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943),
+        (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604),
+        (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973),
+    ]
+)
+"""Google's polynomial fit of the Turbo colour map (R, G, B rows; powers 0..5): perceptually ordered, no matplotlib."""
+
+
+def _turbo_lut() -> np.ndarray:
+    x = np.linspace(0.0, 1.0, 256)
+    rgb = _TURBO_COEFFICIENTS @ np.vander(x, 6, increasing=True).T
+    return (np.clip(rgb.T, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+TURBO = _turbo_lut()
+"""(256, 3) uint8 lookup table, near = dark blue, far = dark red."""
+
+
+def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) dataset labels → (H, W, 3) uint8 colours; ``palette`` is (K + 1, 3) with void first."""
+    palette = np.asarray(palette, dtype=np.uint8)
+    if labels.size and labels.max() >= len(palette):
+        raise ValueError(f"label {labels.max()} has no colour: the palette has {len(palette)} entries")
+    return palette[labels]
+
+
+def label_image(labels: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """A palette (mode ``P``) image whose pixel values are the dataset labels; 16-bit greyscale past 256 labels."""
+    palette = np.asarray(palette, dtype=np.uint8)
+    if len(palette) > 256:
+        return Image.fromarray(labels.astype(np.uint16))
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    return image
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The label colours alpha-blended over the RGB image (``alpha`` = weight of the colours)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colorize_labels(labels, palette).astype(np.float32)
+    return blended.round().astype(np.uint8)
+
+
+def depth_colormap(depth_mm: np.ndarray, max_depth_mm: float | None = None) -> np.ndarray:
+    """(H, W) depth → (H, W, 3) Turbo colours, invalid (0) pixels black.
+
+    The range is 0 .. ``max_depth_mm``, by default the 99th percentile of the valid depth, so one far outlier does
+    not flatten the picture.
+    """
+    valid = depth_mm > 0
+    image = np.zeros((*depth_mm.shape, 3), dtype=np.uint8)
+    if not valid.any():
+        return image
+    top = max_depth_mm or float(np.percentile(depth_mm[valid], 99))
+    index = np.clip(depth_mm / max(top, 1e-6) * 255, 0, 255).astype(np.uint8)
+    image[valid] = TURBO[index[valid]]
+    return image
+
+
+def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Equal-height (H, W, 3) images in a row, separated by white gaps."""
+    height = images[0].shape[0]
+    if any(image.shape[0] != height for image in images):
+        raise ValueError(f"panel images differ in height: {[image.shape[0] for image in images]}")
+    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
+    parts = [part for image in images for part in (image, spacer)][:-1]
+    return np.concatenate(parts, axis=1)
+
+
+def prediction_panel(rgb: np.ndarray, depth_mm: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB | depth colour map | prediction colours, one row."""
+    return side_by_side(rgb, depth_colormap(depth_mm), colorize_labels(labels, palette))
+
+
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def save_image(image: Image.Image | np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write an image atomically; the format follows the suffix (PNG, JPEG, WebP, BMP)."""
+    path = Path(path)
+    if path.suffix.lower() not in _PIL_FORMATS:
+        raise ValueError(f"{path}: unsupported image suffix; use one of {', '.join(_PIL_FORMATS)}")
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    with atomic_write_path(path) as tmp:
+        image.save(tmp, format=_PIL_FORMATS[path.suffix.lower()])
+    return path
