@@ -29,6 +29,7 @@ TINY = [
     "optim.lr=5e-4",
     "schedule.warmup_epochs=0.5",
     "checkpoint_every=1",
+    "eval.scales=[1.0]",
 ]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import rgbxseg
+from rgbxseg.bench import benchmark
+from rgbxseg.export import export_onnx
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
 from rgbxseg.models.optimize import optimize_for_inference
 
@@ -94,3 +97,27 @@ def test_optimised_model_keeps_the_input_checks(reference_model: nn.Module) -> N
         fused(torch.zeros(1, 3, 100, 128), torch.zeros(1, 1, 100, 128))
     with pytest.raises(ValueError, match="cuda_graphs=True needs the model on a CUDA device"):
         optimize_for_inference(reference_model, cuda_graphs=True)
+
+
+def test_optimised_model_exports_to_onnx_with_parity(reference_model: nn.Module, tmp_path) -> None:
+    fused = optimize_for_inference(reference_model, channels_last=False)
+    report = export_onnx(fused, tmp_path / "fused.onnx", height=64, width=96, dynamic=True, exporter="legacy")
+    assert len(report.parity) == 2 and max(check.max_abs_diff for check in report.parity) < 1e-4
+    assert {check.shape for check in report.parity} == {(2, 64, 96), (3, 96, 160)}
+
+
+def test_segmenter_and_bench_run_the_inference_form(reference_model: nn.Module) -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    depth = rng.integers(500, 5000, (50, 70), dtype=np.uint16)
+    plain = rgbxseg.Segmenter(reference_model).predict(rgb, depth, return_logits=True)
+    fast = rgbxseg.Segmenter(reference_model, optimize=True).predict(rgb, depth, return_logits=True)
+    assert np.abs(fast.logits - plain.logits).max() < 1e-4
+    half = rgbxseg.Segmenter(reference_model, optimize=True, dtype="bf16").predict(rgb, depth)
+    assert (half.labels == plain.labels).mean() > 0.98
+    result = benchmark("asymformer_b0_t", height=64, width=96, warmup=0, runs=1, optimize=True, dtype="bf16")
+    assert result.optimized and "inference form" in result.describe()
+    assert (
+        result.macs.conv_linear_macs
+        < 0.9 * benchmark("asymformer_b0_t", height=64, width=96, warmup=0, runs=1).macs.conv_linear_macs
+    )  # the reordered decoder does far less work

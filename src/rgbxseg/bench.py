@@ -29,6 +29,7 @@ from tqdm import tqdm
 from .export import build_tensorrt_engine, export_onnx, require_tensorrt
 from .models.base import SegmentationModel
 from .models.factory import create_model
+from .models.optimize import optimize_for_inference
 from .runtime import autocast, require, resolve_device, resolve_dtype
 from .weights import PathLike
 
@@ -308,6 +309,8 @@ class BenchResult:
 
     model: str
     backend: str
+    optimized: bool
+    """Whether the inference form ran (:func:`rgbxseg.models.optimize.optimize_for_inference`)."""
     device: str
     device_name: str
     dtype: str
@@ -354,7 +357,8 @@ class BenchResult:
     def describe(self) -> str:
         memory = "n/a" if self.peak_memory_mib is None else f"{self.peak_memory_mib:.0f} MiB"
         lines = [
-            f"{self.model} | backend {self.backend} | {self.dtype} | batch {self.batch} | {self.height}×{self.width}",
+            f"{self.model}{' (inference form)' if self.optimized else ''} | backend {self.backend} | {self.dtype} | "
+            f"batch {self.batch} | {self.height}×{self.width}",
             f"device {self.device} ({self.device_name}), {self.threads} threads, torch {self.torch_version}",
             f"{self.warmup} warm-up + {self.runs} timed runs (synchronised), setup {self.setup_seconds:.1f} s",
             f"latency median {self.median_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, mean {self.mean_ms:.2f} ms, "
@@ -422,13 +426,15 @@ def benchmark(
     onnx_exporter: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    optimize: bool = False,
 ) -> BenchResult:
     """Time ``runs`` forward passes of a registered model (or a model instance) on random inputs.
 
     ``threads`` sets torch's (and onnxruntime's) intra-op threads for the run. MACs are counted at batch 1 in fp32 on
     the CPU when ``count_flops``, after the timed runs so that peak memory sees the first allocations.
     Wall-clock numbers depend on the machine's load: ``other_cpu_share`` and ``load_warning`` say whether other
-    processes competed.
+    processes competed. ``optimize`` times the inference form of the model; bf16/fp16 then apply to its
+    half-precision-tolerant parts instead of autocast, and the MACs are those of the inference form.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -444,6 +450,9 @@ def benchmark(
         torch.randn(batch, 3, height, width, generator=generator),
         torch.randn(batch, model.x_channels, height, width, generator=generator),
     )
+    if optimize:
+        model = optimize_for_inference(model, dtype=None if torch_dtype == torch.float32 else torch_dtype)
+        torch_dtype = torch.float32  # precision is already in the model: no autocast on top
     with torch_threads(threads) as used_threads:
         setup = BenchSetup(
             model.to(torch_device),
@@ -470,6 +479,7 @@ def benchmark(
     return BenchResult(
         model=model.model_name,
         backend=backend,
+        optimized=optimize,
         device=str(torch_device),
         device_name=device_name(torch_device),
         dtype=dtype,

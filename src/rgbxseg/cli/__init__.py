@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..engine.train import NonFiniteLossError
-from . import bench, check_dataset, evaluate, export, info, predict, prepare, train
+from . import bench, check_dataset, demo, evaluate, export, info, predict, prepare, train
 
-COMMANDS = (info, prepare, check_dataset, train, evaluate, predict, export, bench)
+COMMANDS = (demo, info, prepare, check_dataset, train, evaluate, predict, export, bench)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="bf16/fp16 run under autocast")
     parser.add_argument("--backend", choices=tuple(BACKENDS), default="eager")
+    parser.add_argument(
+        "--optimize", action="store_true", help="time the inference form (folded, reordered decoder, bf16 islands)"
+    )
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         count_flops=not args.no_flops,
         onnx_exporter=args.exporter,
         progress=True,
+        optimize=args.optimize,
     )
     print(result.describe())
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..export import EXPORTERS, build_tensorrt_engine, export_onnx, require_tensorrt
+from ..models.optimize import optimize_for_inference
 from ._models import add_model_arguments, model_from_args
 
 
@@ -28,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--batch", type=int, default=1)
     onnx.add_argument("--tolerance", type=float, default=1e-4, help="max |Δ| logits onnxruntime vs PyTorch")
     onnx.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    onnx.add_argument(
+        "--optimize", action="store_true", help="export the inference form (folded norms, reordered decoder)"
+    )
     onnx.set_defaults(handler=run_onnx)
 
     tensorrt = formats.add_parser(
@@ -47,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_onnx(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
     report = export_onnx(
-        model_from_args(args),
+        optimize_for_inference(model, channels_last=False) if args.optimize else model,
         args.out,
         height=args.height,
         width=args.width,

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resize policy: network size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument(
+        "--optimize", action="store_true", help="run the inference form (folded, reordered decoder, bf16 islands)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS))
     parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="overlay and panel format")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         depth_unit=args.depth_unit,
         size_policy=args.size_policy,
         input_size=tuple(args.input_size) if args.input_size else None,
+        optimize=args.optimize,
     )
     suffix = f".{args.image_format}"
     if args.camera is not None:

@@ -65,6 +65,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
+    model: SegmentationModel
+    """The final model (the EMA model when enabled), as saved in ``weights``."""
     output_dir: Path
     weights: Path
     checkpoint: Path
@@ -402,8 +404,9 @@ class Trainer:
 
     def _finish(self, metrics: SegmentationMetrics | None) -> TrainResult:
         weights = self.output_dir / WEIGHTS_NAME
+        final = self.ema.module if self.ema is not None else self.model
+        final.weights_metadata = self.metadata
         if self.ctx.is_main:
-            final = self.ema.module if self.ema is not None else self.model
             save_weights(final, weights, self.metadata)
             if metrics is not None:
                 with atomic_write_path(self.output_dir / "metrics_final.txt") as tmp:
@@ -413,6 +416,7 @@ class Trainer:
                 self.tensorboard.close()
         speeds = [row["images_per_second"] for row in self.history]
         return TrainResult(
+            model=final,
             output_dir=self.output_dir,
             weights=weights,
             checkpoint=self.checkpoint_path,

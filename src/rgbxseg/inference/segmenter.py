@@ -14,6 +14,7 @@ from ..data.classes import ClassSet
 from ..models.base import SegmentationModel
 from ..models.factory import create_model, load_model
 from ..models.layers import nearest_multiples, pad_to_multiple, resize
+from ..models.optimize import optimize_for_inference
 from ..normalization import Normalization
 from ..runtime import autocast, resolve_device, resolve_dtype
 from ..weights import PathLike, WeightsMetadata, default_metadata
@@ -57,7 +58,10 @@ class Segmenter:
             RGB bilinear, depth nearest so invalid pixels never blend) and resizes the logits back bilinearly —
             use it with ``input_size`` to run large camera frames at the training resolution.
         normalization: overrides the weights' declared input normalisation.
-        prepare_model: optimisation step applied once to the eval model (BN folding, ``torch.compile``…).
+        optimize: run the inference form of the model (:func:`rgbxseg.models.optimize.optimize_for_inference`:
+            folded normalisations, the reordered decoder, channels-last; with ``dtype`` bf16/fp16 the model's
+            half-precision-tolerant parts run in that precision instead of autocasting everything).
+        prepare_model: a further step applied once to the (optimised) eval model, e.g. ``torch.compile``.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Segmenter:
         size_policy: SizePolicy = "pad",
         input_size: tuple[int, int] | None = None,
         normalization: Normalization | None = None,
+        optimize: bool = False,
         prepare_model: PrepareModel | None = None,
     ) -> None:
         if isinstance(model, str):
@@ -102,7 +107,13 @@ class Segmenter:
         self.depth_unit: DepthUnit = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size
-        self.run_model: ModelRunner = prepare_model(self.model) if prepare_model else self.model
+        self.run_model: ModelRunner = self.model
+        self.autocast_dtype = self.dtype
+        if optimize:
+            half = None if self.dtype == torch.float32 else self.dtype
+            self.run_model, self.autocast_dtype = optimize_for_inference(self.model, dtype=half), torch.float32
+        if prepare_model is not None:
+            self.run_model = prepare_model(self.run_model)
 
     @classmethod
     def from_weights(cls, weights: PathLike, model_name: str | None = None, **kwargs: object) -> Segmenter:
@@ -155,7 +166,7 @@ class Segmenter:
             size = self._network_size(height, width)
             rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
             depth = F.interpolate(depth, size=size, mode="nearest-exact")
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.autocast_dtype):
             logits = self.run_model(rgb, depth)
         logits = logits.float()
         if self.size_policy == "pad":
