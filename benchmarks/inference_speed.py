@@ -15,9 +15,7 @@ memory, as Markdown and JSON under ``benchmarks/results/``. Sizes that are not m
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -27,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import machine_slug, write_markdown_and_json
 from torch import nn
 
 import rgbxseg
 from rgbxseg.bench import CpuContention, PeakMemory, device_name, time_runs, torch_threads
 from rgbxseg.data.dataset import RGBXDataset
-from rgbxseg.io import atomic_write_path
 from rgbxseg.models.layers import pad_to_multiple
 from rgbxseg.models.optimize import optimize_for_inference
 from rgbxseg.runtime import resolve_device
@@ -213,7 +211,7 @@ def _format_row(row: Row) -> str:
 
 def write_results(args: argparse.Namespace, argv: list[str], device: torch.device, rows: list[Row]) -> None:
     machine = device_name(device)
-    slug = re.sub(r"[^a-z0-9]+", "-", f"{machine}-{args.threads}-threads".lower()).strip("-")
+    slug = machine_slug(f"{machine}-{args.threads}-threads")
     command = shlex.join(["python", "benchmarks/inference_speed.py", *argv])
     header = (
         f"# Inference speed: {args.model}, optimised vs as trained\n\n"
@@ -224,18 +222,17 @@ def write_results(args: argparse.Namespace, argv: list[str], device: torch.devic
         "Ratio = baseline median / variant median, measured in the same run on the same inputs and weights. "
         "Δlogit and agreement are against the baseline's output. Peak memory: "
         + ("CUDA max_memory_allocated" if device.type == "cuda" else "growth of the process peak RSS during the runs")
-        + ". Other CPU share: CPU time other processes took during the runs (above 10 % the timing is disturbed).\n\n"
+        + ". Other CPU share: CPU time other processes took during the runs (above "
+        f"{CpuContention.NOISY_SHARE:.0%} the timing is disturbed).\n\n"
         "| size | batch | variant | median ms | p90 ms | FPS | ratio | max \\|Δlogit\\| | argmax agreement | "
         "peak MiB | other CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write_path(args.out / f"inference_speed_{slug}.md") as tmp:
-        tmp.write_text(header + "\n".join(_format_row(row) for row in rows) + "\n")
-    with atomic_write_path(args.out / f"inference_speed_{slug}.json") as tmp:
-        tmp.write_text(
-            json.dumps({"machine": machine, "command": command, "rows": [asdict(r) for r in rows]}, indent=2)
-        )
-    print(f"wrote {args.out / f'inference_speed_{slug}.md'}")
+    markdown = write_markdown_and_json(
+        args.out / f"inference_speed_{slug}",
+        header + "\n".join(_format_row(row) for row in rows) + "\n",
+        {"machine": machine, "command": command, "rows": [asdict(r) for r in rows]},
+    )
+    print(f"wrote {markdown}")
 
 
 if __name__ == "__main__":

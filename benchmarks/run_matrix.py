@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -21,9 +19,9 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 import torch
+from report import machine_slug, write_markdown_and_json
 
 from rgbxseg.bench import BenchResult, CpuContention, benchmark, device_name
-from rgbxseg.io import atomic_write_path
 from rgbxseg.models import create_model
 from rgbxseg.runtime import resolve_device
 
@@ -45,10 +43,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="machine name for the file (default: from the device)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return parser.parse_args(argv)
-
-
-def machine_slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def markdown_table(results: list[BenchResult], baselines: dict[str, BenchResult]) -> list[str]:
@@ -127,12 +121,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "",
     ]
     name = args.name or machine_slug(f"{device.type}-{machine}-{base.threads}-threads")
-    markdown = args.out / f"{name}.md"
-    with atomic_write_path(markdown) as tmp:
-        tmp.write_text("\n".join(lines))
-    with atomic_write_path(markdown.with_suffix(".json")) as tmp:
-        payload = {"machine": machine, "command": command, "results": [r.to_dict() for r in results]}
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    payload = {"machine": machine, "command": command, "results": [r.to_dict() for r in results]}
+    markdown = write_markdown_and_json(args.out / name, "\n".join(lines), payload)
     print(f"wrote {markdown} and {markdown.with_suffix('.json').name}")
     return markdown
 

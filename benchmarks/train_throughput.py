@@ -11,8 +11,6 @@ is written as JSON and Markdown under ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import shlex
 import statistics
 import sys
@@ -21,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from report import machine_slug, write_markdown_and_json
 
 from rgbxseg.bench import device_name
 from rgbxseg.data.synthetic import generate_synthetic_dataset
 from rgbxseg.engine.config import load_config
 from rgbxseg.engine.train import train
-from rgbxseg.io import atomic_write_path
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -64,18 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     machine = f"{device_name(torch.device('cpu'))}, {torch.get_num_threads()} threads"
     command = shlex.join(["python", "benchmarks/train_throughput.py", *argv])
-    slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write_path(args.out / f"train_throughput_{slug}.json") as tmp:
-        tmp.write_text(
-            json.dumps({"machine": machine, "command": command, "model": args.model, "rows": rows}, indent=2)
-        )
     table = "\n".join(f"| {r['crop']} | {r['batch']} | {r['amp']} | {r['images_per_second']:.2f} |" for r in rows)
-    with atomic_write_path(args.out / f"train_throughput_{slug}.md") as tmp:
-        tmp.write_text(
-            f"# Training throughput: {args.model}\n\nMachine: {machine}; torch {torch.__version__}.\n\n"
-            f"Command: `{command}`\n\n| crop | batch | amp | images/s |\n|---|---|---|---|\n{table}\n"
-        )
+    write_markdown_and_json(
+        args.out / f"train_throughput_{machine_slug(machine)}",
+        f"# Training throughput: {args.model}\n\nMachine: {machine}; torch {torch.__version__}.\n\n"
+        f"Command: `{command}`\n\n| crop | batch | amp | images/s |\n|---|---|---|---|\n{table}\n",
+        {"machine": machine, "command": command, "model": args.model, "rows": rows},
+    )
     return 0
 
 

@@ -101,7 +101,8 @@ def test_unavailable_devices_dtypes_and_backends_are_clear_errors(capsys: pytest
             benchmark("asymformer_b0_t_cat", height=32, width=32, runs=1, backend="tensorrt", count_flops=False)
 
 
-def test_matrix_script_writes_markdown_and_json(tmp_path: Path) -> None:
+def test_matrix_script_writes_markdown_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its folder is on the path
     spec = importlib.util.spec_from_file_location("run_matrix", ROOT / "benchmarks" / "run_matrix.py")
     run_matrix = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_matrix)

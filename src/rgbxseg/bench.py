@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from tqdm import tqdm
 
-from .export import build_tensorrt_engine, export_onnx, require_tensorrt
+from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tensorrt
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import optimize_for_inference
@@ -265,7 +265,7 @@ def _onnxruntime_runner(setup: BenchSetup) -> Runner:
     options.intra_op_num_threads = setup.threads
     with tempfile.TemporaryDirectory() as folder:
         session = ort.InferenceSession(str(_onnx_file(setup, folder)), options, providers=providers)
-    feeds = {name: tensor.cpu().numpy() for name, tensor in zip(("rgb", "depth"), setup.inputs, strict=True)}
+    feeds = onnx_feeds(setup.inputs)
     return lambda: session.run(None, feeds)
 
 
@@ -451,7 +451,7 @@ def benchmark(
         torch.randn(batch, model.x_channels, height, width, generator=generator),
     )
     if optimize:
-        model = optimize_for_inference(model, dtype=None if torch_dtype == torch.float32 else torch_dtype)
+        model = optimize_for_inference(model, dtype=torch_dtype)
         torch_dtype = torch.float32  # precision is already in the model: no autocast on top
     with torch_threads(threads) as used_threads:
         setup = BenchSetup(

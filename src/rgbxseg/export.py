@@ -189,6 +189,16 @@ def _add_metadata(path: Path, model: SegmentationModel) -> int:
     return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
 
 
+def onnx_feeds(inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """onnxruntime feeds of the model inputs (RGB, X), under the exported input names."""
+    return {name: tensor.cpu().numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+
+
+def _cpu_session(onnx_path: PathLike) -> Any:
+    ort = require("onnxruntime", "onnx", "the ONNX parity check")
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
 def _second_shape(shape: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
     batch, height, width = shape
     return batch + 1, height + multiple, width + 2 * multiple
@@ -201,18 +211,20 @@ def check_onnx_parity(
     *,
     tolerance: float = 1e-4,
     seed: int = 0,
+    session: Any = None,
 ) -> list[ParityCheck]:
-    """Run onnxruntime (CPU) and the model on random inputs of each (batch, H, W); raise above ``tolerance``."""
-    ort = require("onnxruntime", "onnx", "the ONNX parity check")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    """Run onnxruntime (CPU) and the model on random inputs of each (batch, H, W); raise above ``tolerance``.
+
+    ``session``: an onnxruntime session already open on ``onnx_path`` (default: open one).
+    """
+    session = session if session is not None else _cpu_session(onnx_path)
     checks = []
     for index, shape in enumerate(shapes):
         inputs = _example_inputs(model, shape, seed + index)
         with torch.inference_mode():
             expected = model(*inputs).float().cpu().numpy()
-        feeds = {name: tensor.cpu().numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
         try:
-            (actual,) = session.run(list(OUTPUT_NAMES), feeds)
+            (actual,) = session.run(list(OUTPUT_NAMES), onnx_feeds(inputs))
         except Exception as err:  # onnxruntime has its own exception types
             raise OnnxParityError(
                 "{}: onnxruntime cannot run the export at {}×{}×{}: some shape was frozen while exporting; try the "
@@ -232,12 +244,9 @@ def check_onnx_parity(
     return checks
 
 
-def _rejects_shape(onnx_path: Path, model: SegmentationModel, shape: tuple[int, int, int]) -> bool:
-    ort = require("onnxruntime", "onnx", "the ONNX parity check")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feeds = {name: t.cpu().numpy() for name, t in zip(INPUT_NAMES, _example_inputs(model, shape, 0), strict=True)}
+def _rejects_shape(session: Any, model: SegmentationModel, shape: tuple[int, int, int]) -> bool:
     try:
-        session.run(list(OUTPUT_NAMES), feeds)
+        session.run(list(OUTPUT_NAMES), onnx_feeds(_example_inputs(model, shape, 0)))
     except Exception:
         return True
     return False
@@ -296,12 +305,12 @@ def export_onnx(
         if report is None:
             raise ValueError(f"ONNX export of {model.model_name} failed: " + "; ".join(failures))
         if check:
+            session = _cpu_session(tmp)
             second = _second_shape(shape, multiple)
-            if dynamic:
-                report.parity = check_onnx_parity(model, tmp, [shape, second], tolerance=tolerance, seed=seed)
-            else:
-                report.parity = check_onnx_parity(model, tmp, [shape, shape], tolerance=tolerance, seed=seed)
-                report.other_shape_rejected = _rejects_shape(tmp, model, second)
+            shapes = [shape, second if dynamic else shape]
+            report.parity = check_onnx_parity(model, tmp, shapes, tolerance=tolerance, seed=seed, session=session)
+            if not dynamic:
+                report.other_shape_rejected = _rejects_shape(session, model, second)
     return report
 
 

@@ -154,10 +154,10 @@ def _parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsM
         raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
 
 
-def _read_safetensors(path: Path, tensors: bool = True) -> tuple[StateDict, WeightsMetadata | None]:
+def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {key: f.get_tensor(key) for key in f.keys()} if tensors else {}  # noqa: SIM118 (not a dict)
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
             raw = (f.metadata() or {}).get(_METADATA_KEY)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
@@ -213,14 +213,13 @@ def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict
     return {k: v for k, v in state.items() if not k.endswith("_extra_state")}, metadata
 
 
-def read_metadata(path: PathLike) -> WeightsMetadata | None:
-    """The metadata block of a weights file, or None; reads only the header of a safetensors file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if _is_safetensors(path):
-        return _read_safetensors(path, tensors=False)[1]
-    return read_checkpoint(path)[1]
+def check_model_name(metadata: WeightsMetadata | None, model_name: str, source: str) -> None:
+    """Refuse weights whose metadata names another registered model."""
+    if metadata is not None and metadata.model != model_name:
+        raise CheckpointMismatchError(
+            f"{source} holds weights of {metadata.model!r}, not {model_name!r}; "
+            f"build it with rgbxseg.create_model({metadata.model!r}, weights=...)"
+        )
 
 
 # --- fitting to a model ------------------------------------------------------------------------------------------
@@ -278,11 +277,8 @@ def load_weights(
     else:
         state, metadata = read_checkpoint(source, use_ema=use_ema)
         name = str(source)
-    if strict and metadata is not None and metadata.model != model.model_name:
-        raise CheckpointMismatchError(
-            f"{name} holds weights of {metadata.model!r}, not {model.model_name!r}; "
-            f"build it with rgbxseg.create_model({metadata.model!r}, weights=...)"
-        )
+    if strict:
+        check_model_name(metadata, model.model_name, name)
     state = fit_state_dict(model, state)
     report = compare_state_dict(model, state, name)
     if strict and not report.complete:

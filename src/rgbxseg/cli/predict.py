@@ -6,6 +6,7 @@ import argparse
 
 from ..inference import CAMERA_BACKENDS, OUTPUT_KINDS, Segmenter, camera_frames, open_frames, predict_frames, run_camera
 from ..inference.depth import DEPTH_UNITS
+from ..runtime import DTYPES
 from ._models import add_model_arguments, model_from_args
 
 
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resize policy: network size")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     parser.add_argument(
         "--optimize", action="store_true", help="run the inference form (folded, reordered decoder, bf16 islands)"
     )

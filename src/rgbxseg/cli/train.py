@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.config import load_config
-from ..engine.train import train
+from ..engine.train import AMP_PRECISIONS, train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dotted overrides, e.g. optim.lr=1e-4",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), help="mixed precision (overrides the config)")
+    parser.add_argument("--amp", choices=tuple(AMP_PRECISIONS), help="mixed precision (overrides the config)")
     parser.add_argument("--output-dir", help="where checkpoints, logs and weights go (overrides the config)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)

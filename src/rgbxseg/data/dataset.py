@@ -82,7 +82,10 @@ class RGBXDataset(Dataset):
         return channel_normalization.apply(tensor)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.load(index)
+        return self.to_tensors(self.load(index))
+
+    def to_tensors(self, sample: Sample) -> dict[str, Any]:
+        """A loaded sample (:meth:`load`) → transformed, normalised tensors, as indexing returns them."""
         if self.transform is not None:
             sample = self.transform(sample)
         rgb = torch.from_numpy(np.ascontiguousarray(sample["rgb"])).permute(2, 0, 1)

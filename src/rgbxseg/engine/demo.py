@@ -73,10 +73,10 @@ def _write_predictions(
     """Label PNG per model and a panel RGB | depth | ground truth | prediction(s) for the first test frames."""
     palette = dataset.class_set.palette_array()
     for index in range(min(count, len(dataset))):
-        raw, batch = dataset.load(index), dataset[index]
+        raw = dataset.load(index)
+        tensors = {key: value[None] for key, value in dataset.to_tensors(raw).items() if key != "id"}
         columns = [raw["rgb"], depth_colormap(raw["depth"]), colorize_labels(raw["label"], palette)]
         for name, model in models.items():
-            tensors = {key: value[None] for key, value in batch.items() if key != "id"}
             rgb, x = model_inputs(tensors, RUNS[name], torch.device("cpu"))
             with torch.inference_mode():
                 labels = (predict_scores(model.eval(), rgb, x, protocol).argmax(1)[0] + 1).numpy().astype(np.uint8)
@@ -121,14 +121,13 @@ def run_demo(
     for folder in (*RUNS, "predictions"):  # a demo run always starts fresh; its data is reused
         shutil.rmtree(out / folder, ignore_errors=True)
     result = DemoResult(out, 0.0)
-    models: dict[str, SegmentationModel] = {}
     for name in ("rgbd", "rgb_only") if compare_rgb_only else ("rgbd",):
         overrides = [f"data.root={data}", f"output_dir={out / name}", f"seed={seed}", f"data.x_modality={RUNS[name]}"]
         config = load_config(preset.config, overrides)
         if progress:
             tqdm.write(f"training {config.model.name} ({name}) for {config.epochs} epochs on {data}")
         result.runs[name] = train(config, progress=progress)
-        models[name] = result.runs[name].model
+    models = {name: run.model for name, run in result.runs.items()}
     protocol = EvalProtocol(scales=config.eval.scales, flip=config.eval.flip)
     normalization = models["rgbd"].weights_metadata.normalization
     test_set = RGBXDataset(data, config.data.val_split, ("depth",), normalization=normalization)

@@ -190,7 +190,7 @@ class Trainer:
             if train
             else None
         )
-        return RGBXDataset(data.root, split, modalities, data.label_set, transform, NORMALIZATIONS[data.normalization])
+        return RGBXDataset(data.root, split, modalities, data.label_set, transform, self.normalization)
 
     def _build_model(self) -> SegmentationModel:
         spec = self.config.model
@@ -308,6 +308,7 @@ class Trainer:
                 logits = self.network(rgb, x)
             loss = segmentation_loss(logits, label)
             self._check_finite(loss, epoch)
+            loss_value = loss.item()  # read once: the finiteness check has already waited for the forward pass
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if config.optim.grad_clip is not None:
@@ -319,11 +320,11 @@ class Trainer:
             self.iteration += 1
             if self.ema is not None:
                 self.ema.update(self.model)
-            loss_sum += loss.item()
+            loss_sum += loss_value
             images += rgb.shape[0] * self.ctx.world_size
             if self.iteration % config.log_every == 0:
                 bar.set_postfix(
-                    loss=f"{loss.item():.4f}",
+                    loss=f"{loss_value:.4f}",
                     lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                     img_s=f"{images / (time.perf_counter() - started):.2f}",
                 )

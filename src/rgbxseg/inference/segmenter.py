@@ -110,8 +110,7 @@ class Segmenter:
         self.run_model: ModelRunner = self.model
         self.autocast_dtype = self.dtype
         if optimize:
-            half = None if self.dtype == torch.float32 else self.dtype
-            self.run_model, self.autocast_dtype = optimize_for_inference(self.model, dtype=half), torch.float32
+            self.run_model, self.autocast_dtype = optimize_for_inference(self.model, dtype=self.dtype), torch.float32
         if prepare_model is not None:
             self.run_model = prepare_model(self.run_model)
 

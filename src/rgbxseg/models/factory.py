@@ -8,15 +8,17 @@ from typing import Any
 from ..weights import (
     CheckpointMismatchError,
     PathLike,
+    StateDict,
+    WeightsMetadata,
+    check_model_name,
     default_metadata,
     infer_num_classes,
     load_backbone_weights,
     load_weights,
     read_checkpoint,
-    read_metadata,
 )
 from .base import SegmentationModel
-from .registry import get_model_spec, list_models
+from .registry import ModelSpec, get_model_spec, list_models
 
 
 def create_model(
@@ -43,16 +45,26 @@ def create_model(
 
     The returned model is in training mode (call ``.eval()`` for inference) and carries ``weights_metadata``.
     """
-    spec = get_model_spec(name)
-    state = metadata = None
-    if weights is not None:
-        state, metadata = read_checkpoint(weights, use_ema=use_ema)
-        if metadata is not None and metadata.model != name and strict:
-            raise CheckpointMismatchError(
-                f"{weights} holds weights of {metadata.model!r}, not {name!r}; "
-                f"use rgbxseg.create_model({metadata.model!r}, weights=...)"
-            )
-        found = metadata.num_classes if metadata else infer_num_classes(name, state)
+    spec = get_model_spec(name)  # an unknown name fails before any file is read
+    checkpoint = read_checkpoint(weights, use_ema=use_ema) if weights is not None else None
+    return _build(spec, num_classes, weights, checkpoint, strict, backbone_weights, **kwargs)
+
+
+def _build(
+    spec: ModelSpec,
+    num_classes: int | None,
+    weights: PathLike | None,
+    checkpoint: tuple[StateDict, WeightsMetadata | None] | None,
+    strict: bool,
+    backbone_weights: Mapping[str, PathLike] | None,
+    **kwargs: Any,
+) -> SegmentationModel:
+    """:func:`create_model` once the checkpoint (if any) has been read from ``weights``."""
+    state, metadata = checkpoint if checkpoint is not None else (None, None)
+    if state is not None:
+        if strict:
+            check_model_name(metadata, spec.name, str(weights))
+        found = metadata.num_classes if metadata else infer_num_classes(spec.name, state)
         if num_classes is None:
             num_classes = found
         elif found is not None and found != num_classes and strict:
@@ -69,18 +81,28 @@ def create_model(
     return model
 
 
-def load_model(weights: PathLike, name: str | None = None, **kwargs: Any) -> SegmentationModel:
+def load_model(
+    weights: PathLike,
+    name: str | None = None,
+    *,
+    num_classes: int | None = None,
+    strict: bool = True,
+    use_ema: bool = False,
+    backbone_weights: Mapping[str, PathLike] | None = None,
+    **kwargs: Any,
+) -> SegmentationModel:
     """The model a weights file was saved from, in eval mode: our files name it in their metadata.
 
-    Files without metadata (the official release, plain state dicts) need the registered ``name``.
-    ``kwargs`` go to :func:`create_model`.
+    Files without metadata (the official release, plain state dicts) need the registered ``name``. The file is
+    read once; the other arguments are those of :func:`create_model`.
     """
+    checkpoint = read_checkpoint(weights, use_ema=use_ema)
     if name is None:
-        metadata = read_metadata(weights)
+        metadata = checkpoint[1]
         if metadata is None:
             raise ValueError(
                 f"{weights} does not say which model it holds (no rgbxseg metadata); name it with --model / "
                 f"name=..., one of: {', '.join(list_models())}"
             )
         name = metadata.model
-    return create_model(name, weights=weights, **kwargs).eval()
+    return _build(get_model_spec(name), num_classes, weights, checkpoint, strict, backbone_weights, **kwargs).eval()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .folding import fold_bn_after_conv, fold_bn_after_linear, fold_bn_before_linear
-from .layers import map_to_tokens, tokens_to_map
+from .layers import map_to_tokens, split_heads, tokens_to_map
 
 
 def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
@@ -124,17 +124,11 @@ class TokenSelfAttention(nn.Module):
         self.v = nn.Linear(channels, channels)
         self.proj = nn.Linear(channels, channels)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) → (B, heads, N, C/heads). A reshape, not ``unflatten``: the legacy ONNX exporter freezes the
-        batch size of shapes read downstream of ``unflatten``, which broke dynamic-batch exports."""
-        B, N, C = x.shape
-        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
-
     def forward(self, depth: torch.Tensor, rgb: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         """Signature of an SCC extraction slot; only the fused map is attended."""
         h, w = fused.shape[-2:]
         tokens = map_to_tokens(fused)
-        q, k, v = (self.split_heads(layer(tokens)) for layer in (self.q, self.k, self.v))
+        q, k, v = (split_heads(layer(tokens), self.num_heads) for layer in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         out = out.transpose(1, 2).flatten(2)
         return fused + tokens_to_map(self.proj(out), h, w)

@@ -57,6 +57,16 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, N, C) → (B, heads, N, C/heads); head i holds channels [i·d, (i+1)·d).
+
+    A reshape, not ``unflatten``: the legacy ONNX exporter freezes the batch size of shapes read downstream of
+    ``unflatten``, which broke dynamic-batch exports.
+    """
+    B, N, C = x.shape
+    return x.reshape(B, N, num_heads, C // num_heads).transpose(1, 2)
+
+
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize with align_corners=False, the convention of every decoder here."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -133,9 +133,9 @@ def optimize_for_inference(
     """The inference form of ``model`` (a copy; ``model`` is unchanged). See the module docstring.
 
     Args:
-        dtype: ``None`` for float32, or ``torch.bfloat16`` / ``torch.float16`` to run the parts the model lists in
-            ``half_precision_modules`` (the heavy, numerically robust ones) in half precision; the rest, and the
-            outputs, stay float32.
+        dtype: ``None`` or ``torch.float32`` for float32; ``torch.bfloat16`` / ``torch.float16`` to run the parts
+            the model lists in ``half_precision_modules`` (the heavy, numerically robust ones) in half precision; the
+            rest, and the outputs, stay float32.
         channels_last: NHWC memory format for the convolutional parts.
         output: a key of :data:`OUTPUTS`.
         compile: wrap in ``torch.compile`` with weight freezing and GEMM autotuning, for fixed input shapes
@@ -147,7 +147,7 @@ def optimize_for_inference(
     fused = fuse_for_inference(copy.deepcopy(model).eval())
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
-    if dtype is not None:
+    if dtype not in (None, torch.float32):
         _install_half_precision(fused, dtype)
     module: nn.Module = InferenceModel(fused, output, channels_last).eval()
     if compile:

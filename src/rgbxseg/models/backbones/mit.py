@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import DropPath, drop_path_rates, init_vit_weights, map_to_tokens, tokens_to_map
+from ..layers import DropPath, drop_path_rates, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
 
 NormFactory = Callable[..., nn.Module]
 """Called as ``norm_layer(dim, eps=eps)``; ``nn.LayerNorm`` by default."""
@@ -122,19 +122,14 @@ class EfficientSelfAttention(nn.Module):
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = norm_layer(dim, eps=sr_norm_eps)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) → (B, heads, N, C/heads); head i holds channels [i·d, (i+1)·d)."""
-        B, N, C = x.shape
-        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
-
     def attend(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (queries split into heads, attention output with heads merged, before ``proj``)."""
         B, N, C = x.shape
-        q = self.split_heads(self.q(x))
+        q = split_heads(self.q(x), self.num_heads)
         if self.sr_ratio > 1:
             x = self.norm(map_to_tokens(self.sr(tokens_to_map(x, h, w))))
         k, v = self.kv(x).chunk(2, dim=-1)
-        out = F.scaled_dot_product_attention(q, self.split_heads(k), self.split_heads(v))
+        out = F.scaled_dot_product_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads))
         return q, out.transpose(1, 2).reshape(B, N, C)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
