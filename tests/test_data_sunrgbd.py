@@ -26,14 +26,14 @@ TRAIN = FOLDERS[:3] + FOLDERS[5:]
 
 def _make_tree(base: Path, labels_override: dict[int, np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(3)
-    sources: dict[str, list[np.ndarray]] = {"stored": [], "labels": []}
+    sources: dict[str, list[np.ndarray]] = {"millimetres": [], "labels": []}
     for folder, (height, width) in zip(FOLDERS, SIZES, strict=True):
-        millimetres = rng.integers(400, 8192, (height, width)).astype(np.uint16)  # includes values above 8000
-        stored = (millimetres << 3) | rng.integers(0, 8, (height, width)).astype(np.uint16)
+        millimetres = rng.integers(400, 12000, (height, width)).astype(np.uint16)  # includes values above 8192
+        stored = (millimetres << 3) | (millimetres >> 13)  # as SUN stores depth: rotated left by 3 bits
         write_sun_sample(
             base / "SUNRGBD", folder, rng.integers(0, 256, (height, width, 3), dtype=np.uint8), stored, stored
         )
-        sources["stored"].append(stored)
+        sources["millimetres"].append(millimetres)
         sources["labels"].append(rng.integers(0, 38, (height, width)))
     labels = [*sources["labels"]]
     for index, label in (labels_override or {}).items():
@@ -67,7 +67,7 @@ def test_samples_equal_an_independent_conversion(sun: tuple[Path, Path, dict[str
         assert (out / "rgb" / f"{stem}.jpg").read_bytes() == (
             base / "SUNRGBD" / folder / "image" / f"{name}.jpg"
         ).read_bytes()
-        millimetres = sources["stored"][index].astype(np.int64) // 8
+        millimetres = sources["millimetres"][index]
         refined = np.asarray(Image.open(out / "depth" / f"{stem}.png"))
         raw = np.asarray(Image.open(out / "depth_raw" / f"{stem}.png"))
         assert refined.dtype == np.uint16 and np.array_equal(refined, np.minimum(millimetres, 8000))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from rgbxseg.engine.checkpoint import load_training_checkpoint
 from rgbxseg.engine.config import ConfigError, TrainConfig, apply_overrides, from_dict, load_config, to_dict
 from rgbxseg.engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, predict_scores
 from rgbxseg.engine.metrics import ConfusionMatrix
 from rgbxseg.engine.schedule import build_scheduler, warmup_poly_factor
+from rgbxseg.weights import CheckpointError
 
 # --- config ------------------------------------------------------------------------------------------------------
 
@@ -193,3 +196,11 @@ def test_protocol_validation() -> None:
         EvalProtocol(fusion="vote")
     with pytest.raises(ValueError, match="stride needs a window"):
         EvalProtocol(stride=(8, 8))
+
+
+def test_a_corrupt_training_checkpoint_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    torch.save({"format": "rgbxseg-train-1", "model": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:500])  # a copy cut short
+    with pytest.raises(CheckpointError, match=r"last\.pt is not a readable PyTorch checkpoint"):
+        load_training_checkpoint(path)

@@ -70,6 +70,17 @@ def test_decoder_reordering_is_exact_and_cheaper() -> None:
     assert params == (32 + 64 + 160 + 256) * 256 + 256 + 256 * 40 + 40
 
 
+@pytest.mark.parametrize("fuse_bias", [True, False])
+def test_decoder_fuses_in_its_own_dtype(fuse_bias: bool) -> None:
+    decoder = randomise_batchnorms(MLPDecoder([8, 16, 24, 32], num_classes=5, embed_dim=16, fuse_bias=fuse_bias))
+    decoder = decoder.double().eval()
+    feats = [torch.randn(1, c, 16 // 2**i, 20 // 2**i, dtype=torch.float64) for i, c in enumerate([8, 16, 24, 32])]
+    with torch.no_grad():
+        fused = decoder.fuse()
+        assert {p.dtype for p in fused.parameters()} == {torch.float64}
+        torch.testing.assert_close(fused(feats), decoder(feats), rtol=0, atol=1e-10)
+
+
 def test_output_modes(reference: dict, reference_model: nn.Module) -> None:
     with torch.inference_mode():
         logits = reference_model(reference["rgb"], reference["depth"])

@@ -164,7 +164,8 @@ def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
     return state, _parse_metadata(raw, path)
 
 
-def _read_pickle(path: Path) -> Any:
+def read_torch_file(path: Path) -> Any:
+    """``torch.load`` of tensors only (``weights_only=True``), with errors that name the file and the fix."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -205,7 +206,7 @@ def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict
     if _is_safetensors(path):
         state, metadata = _read_safetensors(path)
     else:
-        state, raw_metadata = _unwrap_container(_read_pickle(path), path, use_ema)
+        state, raw_metadata = _unwrap_container(read_torch_file(path), path, use_ema)
         metadata = _parse_metadata(raw_metadata, path)
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:

@@ -32,8 +32,17 @@ def metres_to_mm(metres: np.ndarray, source: str) -> np.ndarray:
     return millimetres.astype(np.uint16)
 
 
+def sun_unshift(stored: np.ndarray) -> np.ndarray:
+    """SUN RGB-D uint16 PNG values → mm: the toolbox's 3-bit circular right shift (``read3dPoints.m``).
+
+    SUN stores millimetres rotated left by 3 bits; a plain ``>> 3`` would wrap depths of 8.192 m and more into
+    small, valid-looking values.
+    """
+    return (stored >> SUN_SHIFT_BITS) | (stored << (16 - SUN_SHIFT_BITS))
+
+
 def sun_png_to_mm(stored: np.ndarray, *, refined: bool, source: str) -> np.ndarray:
-    """SUN RGB-D depth PNG (depth in bits 3–15) → mm: drop the 3 low bits, then apply the toolbox's 8 m limit.
+    """SUN RGB-D depth PNG (depth in bits 3–15) → mm: :func:`sun_unshift`, then the toolbox's 8 m limit.
 
     Values above 8000 mm become 8000 for refined (hole-filled) depth, as in the toolbox, and 0 (invalid) for raw
     depth, where they are sensor artefacts.
@@ -42,6 +51,6 @@ def sun_png_to_mm(stored: np.ndarray, *, refined: bool, source: str) -> np.ndarr
         raise DatasetError(
             f"{source}: SUN RGB-D depth must be a 16-bit greyscale PNG, got {stored.dtype} {stored.shape}"
         )
-    millimetres = stored >> SUN_SHIFT_BITS
+    millimetres = sun_unshift(stored)
     millimetres[millimetres > SUN_MAX_MM] = SUN_MAX_MM if refined else 0
     return millimetres

@@ -143,7 +143,10 @@ class _SunTree:
 
 
 def _sunrgbd_meta(sources: list[dict[str, Any]]) -> DatasetMeta:
-    shift = f"PNG values >> {SUN_SHIFT_BITS} (SUN stores depth in bits 3-15; source encoding 'sun_shifted')"
+    shift = (
+        f"PNG values rotated right by {SUN_SHIFT_BITS} bits as in the toolbox (SUN stores depth in bits 3-15; "
+        "source encoding 'sun_shifted')"
+    )
     depth_details = {"unit": "mm", "invalid": 0, "source_encoding": "sun_shifted"}
     return DatasetMeta(
         dataset="sunrgbd",

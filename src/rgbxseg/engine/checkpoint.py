@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..io import atomic_write_path
-from ..weights import CheckpointError
+from ..weights import CheckpointError, read_torch_file
 
 FORMAT = "rgbxseg-train-1"
 
@@ -31,7 +31,7 @@ def save_training_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rgbxseg training checkpoint (format {FORMAT})")
     return state

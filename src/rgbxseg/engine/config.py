@@ -86,8 +86,6 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     epochs: int = 500
-    max_iterations: int | None = None
-    """Stop after this many iterations (the schedule still spans ``epochs``); for smoke runs."""
     output_dir: str = "runs/train"
     seed: int = 2333
     deterministic: bool = False

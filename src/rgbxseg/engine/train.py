@@ -329,7 +329,8 @@ class Trainer:
                     img_s=f"{images / (time.perf_counter() - started):.2f}",
                 )
         seconds = time.perf_counter() - started
-        mean_loss = all_reduce_mean(torch.tensor(loss_sum / max(self.iterations_per_epoch, 1))).item()
+        mean = torch.tensor(loss_sum / max(self.iterations_per_epoch, 1), device=self.ctx.device)  # NCCL: on GPU
+        mean_loss = all_reduce_mean(mean).item()
         return {"train_loss": mean_loss, "seconds": seconds, "images_per_second": images / seconds}
 
     def validate(self) -> SegmentationMetrics:

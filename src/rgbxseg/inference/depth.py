@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SUN_MAX_DEPTH_MM = 8000.0
-"""The SUN RGB-D toolbox clips decoded depth at 8 m."""
+from ..data.depth import SUN_MAX_MM, sun_unshift
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,7 @@ def _decode_sun_shifted(depth: np.ndarray) -> np.ndarray:
             f"sun-shifted depth must be the raw uint16 SUN RGB-D PNG, got {depth.dtype}; "
             "pass already-decoded depth with depth unit 'mm'"
         )
-    value = depth.astype(np.uint32)
-    mm = ((value >> 3) | (value << 13)) & 0xFFFF
-    return np.minimum(mm, SUN_MAX_DEPTH_MM)
+    return np.minimum(sun_unshift(depth), SUN_MAX_MM)
 
 
 DEPTH_UNITS: dict[str, DepthUnit] = {

@@ -78,13 +78,15 @@ class MLPDecoder(nn.Module):
         fuse_conv = self.linear_fuse[0]
         embed_dim = fuse_conv.out_channels
         fuse_weight = fuse_conv.weight[:, :, 0, 0]
-        bias = fuse_conv.bias.clone() if fuse_conv.bias is not None else torch.zeros(embed_dim)
+        bias = fuse_conv.bias.clone() if fuse_conv.bias is not None else torch.zeros_like(scale)
         levels = []
         for level in range(self.num_levels):
             block = self.num_levels - 1 - level  # concat order is c4, c3, c2, c1
             mixing = fuse_weight[:, block * embed_dim : (block + 1) * embed_dim]
             proj = self.projection(level).proj
-            merged = nn.Conv2d(proj.in_channels, embed_dim, kernel_size=1, bias=level == 0)
+            merged = nn.Conv2d(  # on the decoder's device and dtype (a model already on a GPU is fused there)
+                proj.in_channels, embed_dim, 1, bias=level == 0, device=proj.weight.device, dtype=proj.weight.dtype
+            )
             merged.weight.copy_(((scale[:, None] * mixing) @ proj.weight[:, :, 0, 0])[:, :, None, None])
             bias += mixing @ proj.bias
             levels.append(merged)
