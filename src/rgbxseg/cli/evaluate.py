@@ -6,6 +6,7 @@ import argparse
 
 from ..engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, evaluate_weights
 from ..normalization import NORMALIZATIONS
+from ._models import add_model_arguments
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -18,10 +19,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate weights on a canonical dataset (mIoU, accuracies, per class)")
-    parser.add_argument("--weights", required=True, help="a weights file (ours, a training checkpoint or the official)")
+    add_model_arguments(parser, weights_required=True)
     parser.add_argument("--data", required=True, help="root of a canonical dataset (see rgbxseg prepare)")
     parser.add_argument("--split", default="test", help="split list to evaluate (default: test)")
-    parser.add_argument("--model", help="model name, for weights without rgbxseg metadata (official checkpoints)")
     parser.add_argument(
         "--multi-scale", action="store_true", help="the official protocol: ×1.0, 1.2, 1.4, logits summed"
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class DatasetError(ValueError):
     """A dataset file is missing, unreadable or breaks the canonical conventions."""
@@ -13,3 +16,11 @@ class IncompleteDatasetError(DatasetError):
 
 class MissingFileError(DatasetError, FileNotFoundError):
     """A file the dataset needs does not exist (catchable as :class:`FileNotFoundError` too)."""
+
+
+def existing_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, or :class:`MissingFileError` naming it when no such file exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file is missing")
+    return path

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..io import atomic_write_path
-from .errors import DatasetError, MissingFileError
+from .errors import DatasetError, existing_file
 
 PNG_COMPRESS_LEVEL = 3
 """zlib level for written PNGs: close to the default's size at a fraction of its encoding time."""
@@ -26,9 +25,7 @@ def read_image(path: str | os.PathLike[str], *, convert: str | None = None) -> n
     ``convert`` (a Pillow mode such as ``"RGB"`` or ``"L"``) converts first; without it palette images give their
     indices, which is what label PNGs need. Raises :class:`MissingFileError` or :class:`DatasetError` naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file is missing")
+    path = existing_file(path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -47,9 +44,7 @@ def read_image(path: str | os.PathLike[str], *, convert: str | None = None) -> n
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(height, width) from the file header, without decoding the pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file is missing")
+    path = existing_file(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -85,8 +80,6 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 def copy_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
     """Copy ``source`` to ``target`` atomically (used to keep original JPEGs without re-encoding them)."""
-    source = Path(source)
-    if not source.is_file():
-        raise MissingFileError(f"{source}: file is missing")
+    source = existing_file(source)
     with atomic_write_path(target) as tmp:
         shutil.copyfile(source, tmp)

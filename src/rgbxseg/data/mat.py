@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..runtime import require
-from .errors import DatasetError, MissingFileError
-
-
-def _existing(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file is missing")
-    return path
+from .errors import DatasetError, existing_file
 
 
 def load_mat_v5(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """``scipy.io.loadmat`` with errors that name the file (v7.3 files are refused with the reason)."""
-    path = _existing(path)
+    path = existing_file(path)
     loadmat = require("scipy.io", "datasets", "reading MATLAB v5 files").loadmat
     try:
         return loadmat(path, **options)
@@ -33,7 +25,7 @@ def load_mat_v5(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
 
 def open_mat_v73(path: str | os.PathLike[str], *, cache_bytes: int = 64 * 2**20) -> Any:
     """Open a MATLAB v7.3 file read-only as an ``h5py.File`` (arrays come back with their axes reversed)."""
-    path = _existing(path)
+    path = existing_file(path)
     h5py = require("h5py", "datasets", "reading MATLAB v7.3 (HDF5) files")
     try:
         return h5py.File(path, "r", rdcc_nbytes=cache_bytes)

@@ -42,8 +42,6 @@ class NYUv2Resources:
     lut_894_to_40: np.ndarray
     lut_40_to_13: np.ndarray
     names_894: tuple[str, ...]
-    names_40: tuple[str, ...]
-    names_13: tuple[str, ...]
 
 
 def _cell_strings(cells: Any) -> tuple[str, ...]:
@@ -86,6 +84,4 @@ def nyuv2_resources() -> NYUv2Resources:
         lut_894_to_40=_lut_with_void(mat_key(mapping_40, "mapClass", path_40), 894, 40, path_40),
         lut_40_to_13=_lut_with_void(mapping_13["labels13"], 40, 13, path_13),
         names_894=_cell_strings(mat_key(mapping_40, "allClassName", path_40)),
-        names_40=_cell_strings(mat_key(mapping_40, "className", path_40)),
-        names_13=_cell_strings(mapping_13["classNames"]),
     )

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..io import file_digest
-from .errors import DatasetError, MissingFileError
+from .errors import DatasetError, existing_file
 from .images import copy_file, image_header, write_png
 from .layout import (
     FORMAT_VERSION,
@@ -49,9 +49,7 @@ _MODES = {("uint8", 1): {"L"}, ("uint16", 1): {"I;16", "I;16B", "I"}, ("uint8", 
 
 def describe_file(path: str | os.PathLike[str], *, progress: bool = False) -> dict[str, Any]:
     """Source-file record for ``meta.json``: name, absolute path, size and MD5."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file is missing")
+    path = existing_file(Path(path).resolve())
     return {
         "file": path.name,
         "path": str(path),

@@ -146,6 +146,11 @@ def _rank_shard(dataset: Dataset) -> Dataset:
     return Subset(dataset, range(dist.get_rank(), len(dataset), dist.get_world_size()))
 
 
+def dataset_modalities(x_modality: str) -> tuple[str, ...]:
+    """The modalities a dataset must load for ``x_modality`` (none for ``"none"``: :func:`model_inputs` zeros it)."""
+    return () if x_modality == "none" else (x_modality,)
+
+
 def model_inputs(batch: dict, x_modality: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(rgb, x) of a batch; ``x_modality="none"`` gives a zero map (an RGB-only run of an RGB-X network)."""
     rgb = batch["rgb"].to(device, non_blocking=True)
@@ -235,8 +240,7 @@ def evaluate_weights(
     """
     model = load_model(weights, model_name).to(resolve_device(device))
     chosen = NORMALIZATIONS[normalization] if normalization else model.weights_metadata.normalization
-    modalities = () if x_modality == "none" else (x_modality,)
-    dataset = RGBXDataset(data_root, split, modalities, label_set, normalization=chosen)
+    dataset = RGBXDataset(data_root, split, dataset_modalities(x_modality), label_set, normalization=chosen)
     if dataset.num_classes != model.num_classes:
         raise ValueError(
             f"{weights} predicts {model.num_classes} classes but {data_root} ({dataset.label_set} label set) has "

@@ -46,7 +46,7 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from .evaluate import EvalProtocol, evaluate, model_inputs
+from .evaluate import EvalProtocol, dataset_modalities, evaluate, model_inputs
 from .metrics import SegmentationMetrics
 from .plots import plot_training_curves
 from .schedule import build_scheduler
@@ -184,12 +184,12 @@ class Trainer:
 
     def _dataset(self, split: str, train: bool) -> RGBXDataset:
         data = self.config.data
-        modalities = () if data.x_modality == "none" else (data.x_modality,)
         transform = (
             TrainAugmentation(data.crop_size, data.scale_range, data.flip_prob, data.hsv_jitter, seed=self.config.seed)
             if train
             else None
         )
+        modalities = dataset_modalities(data.x_modality)
         return RGBXDataset(data.root, split, modalities, data.label_set, transform, self.normalization)
 
     def _build_model(self) -> SegmentationModel:

@@ -29,7 +29,7 @@ import numpy as np
 from ..classes import NYUV2_40
 from ..layout import DatasetMeta, LabelSetSpec, ModalitySpec, label_dir
 from ..writer import SampleData, fingerprint, write_dataset
-from .render import KINECT_FOCAL_AT_640, MAX_RANGE_M, MIN_RANGE_M, render
+from .render import MAX_RANGE_M, MIN_RANGE_M, focal_px, render
 from .scene import CLASS_ID, DEPTH_ONLY_CLASS, Box, Camera, Material, Pattern, Scene, build_scene
 
 __all__ = [
@@ -59,7 +59,7 @@ def frame_seed(seed: int, split: str, index: int) -> int:
 
 
 def _synthetic_meta(height: int, width: int, options: dict[str, int]) -> DatasetMeta:
-    focal = KINECT_FOCAL_AT_640 * width / 640
+    focal = focal_px(width)
     return DatasetMeta(
         dataset="synthetic",
         modalities={

@@ -141,9 +141,14 @@ class _Hits:
                    np.zeros(shape, np.int8))  # fmt: skip
 
 
+def focal_px(width: int) -> float:
+    """Focal length in pixels of the synthetic camera at ``width`` columns (the rendering and meta.json agree)."""
+    return KINECT_FOCAL_AT_640 * width / 640
+
+
 def _ray_directions(camera: Camera, height: int, width: int) -> tuple[np.ndarray, float]:
     """(H, W, 3) directions with unit forward component, so the ray parameter equals camera z; and fx."""
-    focal = KINECT_FOCAL_AT_640 * width / 640
+    focal = focal_px(width)
     forward, right, up = camera.axes()
     xs = ((np.arange(width) + 0.5 - width / 2) / focal).astype(np.float32)
     ys = ((np.arange(height) + 0.5 - height / 2) / focal).astype(np.float32)
