@@ -10,16 +10,24 @@ script times all variants on the same inputs and weights, interleaved round by r
 latency, FPS, the speed ratio to the baseline, max |Δlogit| and arg-max agreement with the baseline, and peak
 memory, as Markdown and JSON under ``benchmarks/results/``. Sizes that are not multiples of 32 are padded
 (bottom/right) as the model requires.
+
+On the CPU every variant is measured once per allocator setting (``--allocators``), each in a fresh process:
+``default`` is glibc's behaviour (large blocks are unmapped when freed and page-faulted in again on every call),
+``retain`` keeps freed memory for reuse (:func:`rgbxseg.runtime.retain_freed_memory`, which ``Segmenter`` and
+``rgbxseg bench`` apply with ``optimize``). "ratio" compares with the baseline under the first listed setting (the
+straightforward implementation as users run it), "same-allocator ratio" with the baseline in the same process.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import platform
 import shlex
 import statistics
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +41,7 @@ from rgbxseg.bench import CpuContention, PeakMemory, device_name, time_runs, tor
 from rgbxseg.data.dataset import RGBXDataset
 from rgbxseg.models.layers import pad_to_multiple
 from rgbxseg.models.optimize import optimize_for_inference
-from rgbxseg.runtime import resolve_device
+from rgbxseg.runtime import resolve_device, retain_freed_memory
 
 Build = Callable[[nn.Module], nn.Module]
 
@@ -64,15 +72,21 @@ COMPILED = (
 )
 
 
+ALLOCATORS = ("default", "retain")
+
+
 @dataclass
 class Row:
     size: str
     batch: int
     variant: str
+    allocator: str
     median_ms: float
     p90_ms: float
     fps: float
     ratio: float
+    """Against the baseline under the first listed allocator (filled in once every process has measured)."""
+    ratio_same_allocator: float
     max_abs_logit_diff: float | None
     argmax_agreement: float
     peak_memory_mib: float | None
@@ -96,6 +110,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=10, help="rounds; each round calls every variant once")
     parser.add_argument("--compile", action="store_true", help="add torch.compile variants (minutes to compile)")
+    parser.add_argument(
+        "--allocators",
+        nargs="+",
+        choices=ALLOCATORS,
+        default=list(ALLOCATORS),
+        help="CPU only: measure everything under each allocator setting, each in its own process",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return parser.parse_args(argv)
 
@@ -151,7 +172,12 @@ def measure_interleaved(
 
 
 def bench_case(
-    args: argparse.Namespace, model: nn.Module, variants: list[Variant], size: tuple[int, int], batch: int
+    args: argparse.Namespace,
+    model: nn.Module,
+    variants: list[Variant],
+    size: tuple[int, int],
+    batch: int,
+    allocator: str,
 ) -> list[Row]:
     """All variants on the same inputs; the first (the baseline) is the reference for ratio, Δ and agreement."""
     device = next(model.parameters()).device
@@ -168,13 +194,15 @@ def bench_case(
                 size=label,
                 batch=batch,
                 variant=variant.name,
+                allocator=allocator,
                 median_ms=median,
                 p90_ms=float(np.percentile(times, 90)),
                 fps=1000 * batch / median,
                 ratio=baseline_ms / median,
+                ratio_same_allocator=baseline_ms / median,
                 max_abs_logit_diff=None if labels_out else (out - reference).abs().max().item(),
                 argmax_agreement=((out if labels_out else out.argmax(1)) == reference.argmax(1)).float().mean().item(),
-                peak_memory_mib=peak,
+                peak_memory_mib=None if allocator == "retain" and device.type == "cpu" else peak,
                 other_cpu_share=share,
             )
         )
@@ -182,19 +210,41 @@ def bench_case(
     return rows
 
 
+def measure_all(args: argparse.Namespace, allocator: str) -> list[Row]:
+    """Every size, batch and variant under one allocator setting (a fresh process: the setting is process-wide)."""
+    if allocator == "retain" and not retain_freed_memory():
+        raise RuntimeError("--allocators retain needs glibc (Linux); measure with --allocators default")
+    torch.manual_seed(0)  # the same random weights in every process
+    device = resolve_device(args.device)
+    model = rgbxseg.create_model(args.model, weights=args.weights).eval().to(device)
+    variants = [v for v in (*VARIANTS, *(COMPILED if args.compile else ())) if device.type in v.devices]
+    print(f"allocator: {allocator}", flush=True)
+    with torch_threads(args.threads):
+        return [
+            row
+            for size in args.sizes
+            for batch in args.batches
+            for row in bench_case(args, model, variants, size, batch, allocator)
+        ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     device = resolve_device(args.device)
-    model = rgbxseg.create_model(args.model, weights=args.weights).eval().to(device)
-    variants = [v for v in (*VARIANTS, *(COMPILED if args.compile else ())) if device.type in v.devices]
-    with torch_threads(args.threads):
-        rows = [
-            row
-            for size in args.sizes
-            for batch in args.batches
-            for row in bench_case(args, model, variants, size, batch)
-        ]
+    if device.type != "cpu":
+        args.allocators = ["default"]  # the CUDA caching allocator already reuses device memory
+    rows: list[Row] = []
+    for allocator in args.allocators:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows += pool.submit(measure_all, args, allocator).result()
+    reference = {
+        (r.size, r.batch): r.median_ms
+        for r in rows
+        if r.allocator == args.allocators[0] and r.variant == VARIANTS[0].name
+    }
+    for row in rows:
+        row.ratio = reference[(row.size, row.batch)] / row.median_ms
     write_results(args, argv, device, rows)
     return 0
 
@@ -204,8 +254,9 @@ def _format_row(row: Row) -> str:
     memory = "-" if row.peak_memory_mib is None else f"{row.peak_memory_mib:.0f}"
     share = "-" if row.other_cpu_share is None else f"{100 * row.other_cpu_share:.0f}%"
     return (
-        f"| {row.size} | {row.batch} | {row.variant} | {row.median_ms:.1f} | {row.p90_ms:.1f} | {row.fps:.2f} | "
-        f"**{row.ratio:.2f}×** | {diff} | {100 * row.argmax_agreement:.2f}% | {memory} | {share} |"
+        f"| {row.size} | {row.batch} | {row.variant} | {row.allocator} | {row.median_ms:.1f} | {row.p90_ms:.1f} | "
+        f"{row.fps:.2f} | **{row.ratio:.2f}×** | {row.ratio_same_allocator:.2f}× | {diff} | "
+        f"{100 * row.argmax_agreement:.2f}% | {memory} | {share} |"
     )
 
 
@@ -219,13 +270,22 @@ def write_results(args: argparse.Namespace, argv: list[str], device: torch.devic
         f"{args.threads} threads; {args.warmup} warm-up + {args.runs} timed runs; inputs: "
         f"{'frames of ' + args.data if args.data else 'seeded random normal'}; weights: "
         f"{args.weights or 'random initialisation'}.\n\nCommand: `{command}`\n\n"
-        "Ratio = baseline median / variant median, measured in the same run on the same inputs and weights. "
+        "Ratio = baseline median / variant median, measured in the same run on the same inputs and weights: "
+        f"'ratio' against the baseline under the '{args.allocators[0]}' allocator setting, 'same-allocator ratio' "
+        "against the baseline measured in the same process (allocator settings: 'default' = glibc returns freed "
+        "blocks to the OS; 'retain' = freed memory is kept for reuse, rgbxseg.runtime.retain_freed_memory). "
         "Δlogit and agreement are against the baseline's output. Peak memory: "
-        + ("CUDA max_memory_allocated" if device.type == "cuda" else "growth of the process peak RSS during the runs")
+        + (
+            "CUDA max_memory_allocated"
+            if device.type == "cuda"
+            else "growth of the process peak RSS over one call, variant after variant (a lower bound: memory an "
+            "earlier variant left resident is reused unseen; not measurable under 'retain', where all of it is)"
+        )
         + ". Other CPU share: CPU time other processes took during the runs (above "
         f"{CpuContention.NOISY_SHARE:.0%} the timing is disturbed).\n\n"
-        "| size | batch | variant | median ms | p90 ms | FPS | ratio | max \\|Δlogit\\| | argmax agreement | "
-        "peak MiB | other CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| size | batch | variant | allocator | median ms | p90 ms | FPS | ratio | same-allocator ratio | "
+        "max \\|Δlogit\\| | argmax agreement | peak MiB | other CPU |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     markdown = write_markdown_and_json(
         args.out / f"inference_speed_{slug}",

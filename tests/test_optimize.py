@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +16,14 @@ from torch import nn
 
 import rgbxseg
 from rgbxseg.bench import benchmark
+from rgbxseg.data.synthetic import render_scene
 from rgbxseg.export import export_onnx
+from rgbxseg.models.base import SegmentationModel
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
-from rgbxseg.models.optimize import optimize_for_inference
+from rgbxseg.models.optimize import HalfPrecisionIsland, optimize_for_inference
+from rgbxseg.normalization import ASYMFORMER_TRAIN
+
+ROOT = Path(__file__).parent.parent
 
 
 def randomise_batchnorms(model: nn.Module) -> nn.Module:
@@ -102,6 +114,34 @@ def test_bf16_keeps_the_argmax(reference: dict, reference_model: nn.Module) -> N
     assert agreement >= 0.99, agreement
 
 
+def test_bf16_keeps_the_argmax_on_synthetic_scenes(reference_model: nn.Module) -> None:
+    scenes = [render_scene(seed, 96, 128) for seed in range(3)]
+    rgb = ASYMFORMER_TRAIN.normalize_rgb(torch.stack([torch.from_numpy(s["rgb"]).permute(2, 0, 1) for s in scenes]))
+    depth = ASYMFORMER_TRAIN.normalize_depth(torch.stack([torch.from_numpy(s["depth"])[None] for s in scenes]))
+    with torch.inference_mode():
+        logits = reference_model(rgb, depth)
+        half = optimize_for_inference(reference_model, dtype=torch.bfloat16)(rgb, depth)
+    agreement = (half.argmax(1) == logits.argmax(1)).float().mean().item()
+    assert agreement >= 0.99, agreement
+
+
+def test_half_precision_islands_hand_rgb_features_on_without_casts(reference: dict, reference_model: nn.Module) -> None:
+    """ConvNeXt stem → stage → next stem / SCC stay bf16; what feeds the float32 MiT branch comes back float32."""
+    model = optimize_for_inference(reference_model, dtype=torch.bfloat16).model
+    islands = {name: m for name, m in model.named_modules() if isinstance(m, HalfPrecisionIsland)}
+    assert set(islands) == {f"down_sample_{k}.{part}" for k in range(1, 5) for part in ("rgb_stem", "rgb_layer")} | {
+        f"down_sample_{k}.SCC" for k in range(2, 5)
+    }
+    seen: dict[str, torch.dtype] = {}
+    for name, island in islands.items():
+        island.register_forward_hook(lambda _m, _i, out, name=name: seen.update({name: out.dtype}))
+    with torch.inference_mode():
+        model(reference["rgb"], reference["depth"])
+    assert {seen[n] for n in islands if ".rgb_" in n} == {torch.bfloat16}
+    assert {seen[n] for n in islands if n.endswith("SCC")} == {torch.float32}
+    assert {p.dtype for p in model.down_sample_2.depth_layer.parameters()} == {torch.float32}
+
+
 def test_optimised_model_keeps_the_input_checks(reference_model: nn.Module) -> None:
     fused = optimize_for_inference(reference_model)
     with pytest.raises(rgbxseg.InputSizeError, match="Nearest valid sizes"):
@@ -128,7 +168,79 @@ def test_segmenter_and_bench_run_the_inference_form(reference_model: nn.Module) 
     assert (half.labels == plain.labels).mean() > 0.98
     result = benchmark("asymformer_b0_t", height=64, width=96, warmup=0, runs=1, optimize=True, dtype="bf16")
     assert result.optimized and "inference form" in result.describe()
+    assert result.freed_memory_retained == (platform.libc_ver()[0] == "glibc")
     assert (
         result.macs.conv_linear_macs
         < 0.9 * benchmark("asymformer_b0_t", height=64, width=96, warmup=0, runs=1).macs.conv_linear_macs
     )  # the reordered decoder does far less work
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
+def test_retained_memory_is_reused_instead_of_page_faulted_again() -> None:
+    """Page faults (not times) of a loop allocating 64 MiB per call, with and without the setting: fresh processes,
+    since it is process-wide."""
+    probe = (
+        "import resource, sys, torch; from rgbxseg.runtime import retain_freed_memory, freed_memory_retained\n"
+        "if sys.argv[1] == 'retain': assert retain_freed_memory() and freed_memory_retained()\n"
+        "for _ in range(2): torch.ones(16 << 20)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(5): torch.ones(16 << 20)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    faults = {
+        mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, check=True).stdout)
+        for mode in ("default", "retain")
+    }
+    assert faults["default"] > 5 * 10_000  # every call maps 16 Ki fresh 4 KiB pages
+    assert faults["retain"] < 1_000, faults
+
+
+def test_inference_speed_script_measures_both_allocators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("inference_speed", ROOT / "benchmarks" / "inference_speed.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "inference_speed", script)  # its worker processes import it by name
+    spec.loader.exec_module(script)
+    argv = ["--model", "asymformer_b0_t_cat", "--sizes", "40x64", "--batches", "1", "--runs", "1", "--warmup", "0"]
+    assert script.main([*argv, "--out", str(tmp_path)]) == 0
+    (markdown,) = tmp_path.glob("inference_speed_*.md")
+    rows = json.loads(markdown.with_suffix(".json").read_text())["rows"]
+    assert {(r["allocator"], r["size"]) for r in rows} == {("default", "40x64 (padded)"), ("retain", "40x64 (padded)")}
+    assert len(rows) == 2 * 5  # the CPU variants, under each setting
+    baseline = rows[0]
+    assert baseline["ratio"] == baseline["ratio_same_allocator"] == 1.0
+    assert all(r["argmax_agreement"] >= 0.99 for r in rows if "fp32" in r["variant"])
+    assert all(r["max_abs_logit_diff"] < 1e-4 for r in rows if "fp32" in r["variant"])
+    assert "| 40x64 (padded) | 1 | baseline: as trained, fp32 | default |" in markdown.read_text()
+
+
+class TinySegmenter(SegmentationModel):
+    """Conv + BN stem and a linear head: enough to see what the compiled inference form does with weights, and
+    compiled in seconds (AsymFormer takes minutes on 2 cores; its compiled form is measured by the benchmark)."""
+
+    input_multiple = 4
+
+    def __init__(self) -> None:
+        super().__init__("tiny", num_classes=3)
+        self.stem = nn.Sequential(nn.Conv2d(4, 16, 4, stride=4), nn.BatchNorm2d(16), nn.GELU())
+        self.head = nn.Linear(16, 3)
+
+    def forward_decoder(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        features = self.stem(torch.cat((rgb, x), dim=1))
+        return self.head(features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def test_compiled_form_freezes_the_weights_and_matches() -> None:
+    """``compile=True`` must really freeze (torch ignores freezing passed as a compile option): the weights then run
+    as pre-packed oneDNN/MKL operators instead of aten convolutions and GEMMs."""
+    model = randomise_batchnorms(TinySegmenter())
+    rgb, depth = torch.randn(2, 3, 32, 48), torch.randn(2, 1, 32, 48)
+    compiled = optimize_for_inference(model, compile=True)
+    with torch.inference_mode():
+        expected = model(rgb, depth)
+        torch.testing.assert_close(compiled(rgb, depth), expected, rtol=0, atol=1e-5)
+        with torch.profiler.profile() as profiler:
+            compiled(rgb, depth)
+    operators = {event.key for event in profiler.key_averages()}
+    assert any(op.startswith(("mkldnn::", "mkl::")) for op in operators), sorted(operators)
+    assert not operators & {"aten::addmm", "aten::mm", "aten::convolution"}, sorted(operators)

@@ -30,7 +30,14 @@ from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tens
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import optimize_for_inference
-from .runtime import autocast, require, resolve_device, resolve_dtype
+from .runtime import (
+    autocast,
+    freed_memory_retained,
+    require,
+    resolve_device,
+    resolve_dtype,
+    retain_freed_memory,
+)
 from .weights import PathLike
 
 CONV_LINEAR_LAYERS = (
@@ -333,6 +340,8 @@ class BenchResult:
     loadavg_after: tuple[float, float, float]
     other_cpu_share: float | None
     """Share of all CPU time used by other processes during warm-up and timed runs (None where unmeasurable)."""
+    freed_memory_retained: bool = False
+    """Whether the process reused freed memory (:func:`rgbxseg.runtime.retain_freed_memory`) during the runs."""
     torch_version: str = torch.__version__
     timestamp: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     macs: MacsReport | None = None
@@ -363,7 +372,8 @@ class BenchResult:
             f"{self.warmup} warm-up + {self.runs} timed runs (synchronised), setup {self.setup_seconds:.1f} s",
             f"latency median {self.median_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, mean {self.mean_ms:.2f} ms, "
             f"min {self.min_ms:.2f} ms, max {self.max_ms:.2f} ms -> {self.fps:.2f} FPS (images/s at the median)",
-            f"peak memory {memory} ({self.memory_measure})",
+            f"peak memory {memory} ({self.memory_measure}); freed memory "
+            + ("kept for reuse" if self.freed_memory_retained else "returned to the OS (default allocator)"),
             "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}; other processes' CPU share "
             "during the runs: {}".format(
                 *self.loadavg_before,
@@ -434,7 +444,8 @@ def benchmark(
     the CPU when ``count_flops``, after the timed runs so that peak memory sees the first allocations.
     Wall-clock numbers depend on the machine's load: ``other_cpu_share`` and ``load_warning`` say whether other
     processes competed. ``optimize`` times the inference form of the model; bf16/fp16 then apply to its
-    half-precision-tolerant parts instead of autocast, and the MACs are those of the inference form.
+    half-precision-tolerant parts instead of autocast, the MACs are those of the inference form, and on the CPU
+    the process keeps freed memory for reuse from then on (:func:`rgbxseg.runtime.retain_freed_memory`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -453,6 +464,8 @@ def benchmark(
     if optimize:
         model = optimize_for_inference(model, dtype=torch_dtype)
         torch_dtype = torch.float32  # precision is already in the model: no autocast on top
+        if torch_device.type == "cpu":
+            retain_freed_memory()
     with torch_threads(threads) as used_threads:
         setup = BenchSetup(
             model.to(torch_device),
@@ -501,5 +514,6 @@ def benchmark(
         loadavg_before=loadavg_before,
         loadavg_after=loadavg_after,
         other_cpu_share=other_cpu_share,
+        freed_memory_retained=freed_memory_retained(),
         macs=macs,
     )

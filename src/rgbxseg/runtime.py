@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
+import platform
 from types import ModuleType
 
 import torch
@@ -59,3 +61,36 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
+_M_MMAP_THRESHOLD = -3
+
+
+class _AllocatorState:
+    retained = False
+
+
+def retain_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
+    """Let this process keep and reuse freed memory instead of handing it back to the OS (glibc malloc).
+
+    glibc serves large allocations with fresh ``mmap`` pages and unmaps them when freed, and trims the heap top; an
+    inference loop that allocates the same big activations every frame then page-faults all of them in again every
+    frame (AsymFormer at 480×640 on 2 CPU cores: about 0.25 s of 0.88 s per frame, measured with
+    ``benchmarks/inference_speed.py --allocators default retain``). Raising the mmap and trim thresholds to
+    ``threshold_bytes`` makes later frames reuse the pages. Process-wide and permanent: the process keeps its peak
+    memory. Returns whether the setting is in effect (False where the C library is not glibc).
+    """
+    if _AllocatorState.retained:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    retained = libc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    _AllocatorState.retained = bool(retained)
+    return _AllocatorState.retained
+
+
+def freed_memory_retained() -> bool:
+    """Whether :func:`retain_freed_memory` is in effect in this process (benchmarks report it)."""
+    return _AllocatorState.retained

@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     parser.add_argument(
-        "--optimize", action="store_true", help="run the inference form (folded, reordered decoder, bf16 islands)"
+        "--optimize",
+        action="store_true",
+        help="run the inference form (folded, reordered decoder, bf16 islands; on the CPU freed memory is reused)",
     )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS))

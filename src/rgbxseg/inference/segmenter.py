@@ -16,7 +16,7 @@ from ..models.factory import create_model, load_model
 from ..models.layers import nearest_multiples, pad_to_multiple, resize
 from ..models.optimize import optimize_for_inference
 from ..normalization import Normalization
-from ..runtime import autocast, resolve_device, resolve_dtype
+from ..runtime import autocast, resolve_device, resolve_dtype, retain_freed_memory
 from ..weights import PathLike, WeightsMetadata, default_metadata
 from .depth import DEPTH_UNITS, DepthUnit, depth_to_mm, resolve_depth_unit
 
@@ -60,7 +60,8 @@ class Segmenter:
         normalization: overrides the weights' declared input normalisation.
         optimize: run the inference form of the model (:func:`rgbxseg.models.optimize.optimize_for_inference`:
             folded normalisations, the reordered decoder, channels-last; with ``dtype`` bf16/fp16 the model's
-            half-precision-tolerant parts run in that precision instead of autocasting everything).
+            half-precision-tolerant parts run in that precision instead of autocasting everything), and let the
+            process reuse freed memory between frames (:func:`rgbxseg.runtime.retain_freed_memory`, process-wide).
         prepare_model: a further step applied once to the (optimised) eval model, e.g. ``torch.compile``.
     """
 
@@ -111,6 +112,8 @@ class Segmenter:
         self.autocast_dtype = self.dtype
         if optimize:
             self.run_model, self.autocast_dtype = optimize_for_inference(self.model, dtype=self.dtype), torch.float32
+            if self.device.type == "cpu":
+                retain_freed_memory()
         if prepare_model is not None:
             self.run_model = prepare_model(self.run_model)
 

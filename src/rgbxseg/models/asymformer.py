@@ -72,10 +72,12 @@ class AsymFormer(SegmentationModel):
 
     x_channels = 1
     classifier_key = "Decoder.linear_pred.weight"
-    # The ConvNeXt branch (27 of 36 GMACs) and the CMA attention are robust in bf16; the MiT branch and the
-    # decoder, cheap but sensitive, stay float32 (measured on the reference fixture: 99.7 % vs 98.6 % argmax
-    # agreement when everything runs in bf16).
-    half_precision_modules = (r"down_sample_\d\.rgb_(stem|layer)", r"down_sample_\d\.SCC\.cross_atten")
+    # The ConvNeXt branch (27 of 36 GMACs) and the SCC fusion are robust in bf16; the MiT branch and the decoder,
+    # cheap but sensitive, stay float32 (argmax agreement with float32 on the reference fixture: 99.5 % with these
+    # islands, 99.0 % with MiT in bf16 too, 98.6 % with everything in bf16). The RGB features feed only the next
+    # ConvNeXt stage and the SCC, so they stay in half precision from stem to stem.
+    half_precision_modules = (r"down_sample_\d\.rgb_(stem|layer)", r"down_sample_\d\.SCC")
+    half_precision_outputs = (r"down_sample_\d\.rgb_(stem|layer)",)
 
     def __init__(
         self,

@@ -47,6 +47,9 @@ class SegmentationModel(nn.Module):
     half_precision_modules: tuple[str, ...] = ()
     """Regular expressions of sub-module names that keep the argmax when run in bf16/fp16 (see
     :func:`rgbxseg.models.optimize.optimize_for_inference`)."""
+    half_precision_outputs: tuple[str, ...] = ()
+    """The subset of ``half_precision_modules`` whose outputs feed only other half-precision modules: they hand
+    their outputs on in half precision instead of casting them back to float32 (and their consumers back again)."""
     weights_metadata: WeightsMetadata | None = None
     """Set by :func:`rgbxseg.create_model`: classes, palette and input normalisation of the loaded weights."""
 

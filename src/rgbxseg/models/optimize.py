@@ -35,9 +35,15 @@ H/4 × W/4, or the arg-max class indices (B, H, W) of the full-resolution logits
 
 
 class InferenceModel(nn.Module):
-    """A fused model with its precision, memory format and output mode; ``forward(rgb, x)`` like the model."""
+    """A fused model with its precision, memory format and output mode; ``forward(rgb, x)`` like the model.
 
-    def __init__(self, model: SegmentationModel, output: str, channels_last: bool) -> None:
+    With ``compile`` the network (not the input checks) runs through ``torch.compile`` with Inductor's weight
+    freezing: the weights become constants that are folded, pre-packed for oneDNN/MKL and fused with their
+    epilogues. Freezing is read from Inductor's global config when a shape is first compiled (torch 2.13 ignores it
+    in ``torch.compile(options=...)``), and it needs autograd off, so every compiled call runs under both.
+    """
+
+    def __init__(self, model: SegmentationModel, output: str, channels_last: bool, compile: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
@@ -49,38 +55,54 @@ class InferenceModel(nn.Module):
         self.input_multiple = model.input_multiple
         self.x_channels = model.x_channels
         self.weights_metadata = model.weights_metadata
+        # GEMM autotuning picks Inductor's CPU GEMM templates (AMX for bf16) where they beat oneDNN.
+        options = {"max_autotune": True, "triton.cudagraphs": False}
+        self._compiled = torch.compile(self._network, dynamic=False, options=options) if compile else None
+
+    def _network(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return OUTPUTS[self.output](self.model.forward_decoder(rgb, x), (rgb.shape[-2], rgb.shape[-1]))
 
     def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.model.check_inputs(rgb, x)
-        size = (rgb.shape[-2], rgb.shape[-1])
         rgb = rgb.contiguous(memory_format=self.memory_format)
         x = x.contiguous(memory_format=self.memory_format)
-        return OUTPUTS[self.output](self.model.forward_decoder(rgb, x), size)
+        if self._compiled is None:
+            return self._network(rgb, x)
+        from torch._inductor import config as inductor_config  # noqa: PLC0415 (a 1 s import only compile needs)
+
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return self._compiled(rgb, x)
 
 
 class HalfPrecisionIsland(nn.Module):
-    """Runs ``module`` in the precision of its weights (cast once to ``dtype``) between float32 neighbours.
+    """Runs ``module`` in the precision of its weights (cast once to ``dtype``) inside a float32 model.
 
-    Inputs are cast to the weights' dtype at each call, so ``.float()`` on the whole model turns the island back
-    into float32 (as the MACs counter does).
+    Inputs are cast to the weights' dtype at each call (a no-op for inputs another island handed on in that dtype),
+    so ``.float()`` on the whole model turns the island back into float32 (as the MACs counter does). The output is
+    cast back to float32 unless ``float_output`` is False, for islands whose consumers are all islands themselves.
     """
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(self, module: nn.Module, dtype: torch.dtype, float_output: bool = True) -> None:
         super().__init__()
         self.module = module.to(dtype)
+        self.float_output = float_output
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         dtype = next(self.module.parameters()).dtype
-        return self.module(*(a.to(dtype) for a in args)).float()
+        out = self.module(*(a.to(dtype) for a in args))
+        return out.float() if self.float_output else out
 
 
 def _install_half_precision(model: SegmentationModel, dtype: torch.dtype) -> None:
-    patterns = [re.compile(p) for p in model.half_precision_modules]
-    targets = [name for name, _ in model.named_modules() if name and any(p.fullmatch(name) for p in patterns)]
+    def matches(patterns: tuple[str, ...], name: str) -> bool:
+        return any(re.fullmatch(pattern, name) for pattern in patterns)
+
+    targets = [name for name, _ in model.named_modules() if name and matches(model.half_precision_modules, name)]
     for name in targets:
         parent, _, attribute = name.rpartition(".")
         owner = model.get_submodule(parent)
-        setattr(owner, attribute, HalfPrecisionIsland(getattr(owner, attribute), dtype))
+        float_output = not matches(model.half_precision_outputs, name)
+        setattr(owner, attribute, HalfPrecisionIsland(getattr(owner, attribute), dtype, float_output))
 
 
 class CUDAGraphRunner(nn.Module):
@@ -138,8 +160,8 @@ def optimize_for_inference(
             rest, and the outputs, stay float32.
         channels_last: NHWC memory format for the convolutional parts.
         output: a key of :data:`OUTPUTS`.
-        compile: wrap in ``torch.compile`` with weight freezing and GEMM autotuning, for fixed input shapes
-            (the first call per shape compiles: about 1–2 minutes for AsymFormer on 2 CPU cores).
+        compile: run the network through ``torch.compile`` with weight freezing and GEMM autotuning, for fixed
+            input shapes (the first call per shape compiles: about 1–2 minutes for AsymFormer on 2 CPU cores).
         cuda_graphs: capture and replay CUDA graphs per input shape (model and inputs must be on a GPU).
     """
     if cuda_graphs and next(model.parameters()).device.type != "cuda":
@@ -149,14 +171,7 @@ def optimize_for_inference(
         fused = fused.to(memory_format=torch.channels_last)
     if dtype not in (None, torch.float32):
         _install_half_precision(fused, dtype)
-    module: nn.Module = InferenceModel(fused, output, channels_last).eval()
-    if compile:
-        # Freezing lets inductor constant-fold and pre-pack the (now constant) weights and fuse GEMM epilogues;
-        # autotuning picks its CPU GEMM templates (AMX for bf16) where they win. Measured on a 2-core AMX CPU at
-        # 480×640 against the unoptimised model: fused fp32 1.4× eager, 1.6–1.9× compiled; bf16 islands 2.7–2.8×
-        # eager, 3.2–3.7× compiled (benchmarks/inference_speed.py).
-        options = {"freezing": True, "max_autotune": True, "triton.cudagraphs": False}
-        module = torch.compile(module, dynamic=False, options=options)
+    module: nn.Module = InferenceModel(fused, output, channels_last, compile).eval()
     if cuda_graphs:
         module = CUDAGraphRunner(module)
     return module
