@@ -41,7 +41,7 @@ from rgbxseg.bench import CpuContention, PeakMemory, device_name, time_runs, tor
 from rgbxseg.data.dataset import RGBXDataset
 from rgbxseg.models.layers import pad_to_multiple
 from rgbxseg.models.optimize import optimize_for_inference
-from rgbxseg.runtime import resolve_device, retain_freed_memory
+from rgbxseg.runtime import freed_memory_retained, resolve_device, retain_freed_memory
 
 Build = Callable[[nn.Module], nn.Module]
 
@@ -84,13 +84,13 @@ class Row:
     median_ms: float
     p90_ms: float
     fps: float
-    ratio: float
-    """Against the baseline under the first listed allocator (filled in once every process has measured)."""
     ratio_same_allocator: float
     max_abs_logit_diff: float | None
     argmax_agreement: float
     peak_memory_mib: float | None
     other_cpu_share: float | None
+    ratio: float | None = None
+    """Against the baseline under the first listed allocator: set by :func:`main` once every process has measured."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -163,11 +163,12 @@ def measure_interleaved(
         for index, run in enumerate(runs):
             times[index] += time_runs(run, device, 0, 1)
     share = contention.other_share()
-    peaks = []
-    for run in runs:  # peak memory one variant at a time
-        memory.reset()
-        run()
-        peaks.append(memory.peak_mib()[0])
+    peaks: list[float | None] = [None] * len(runs)
+    if device.type != "cpu" or not freed_memory_retained():  # RSS cannot see the reuse of retained memory
+        for index, run in enumerate(runs):  # peak memory one variant at a time
+            memory.reset()
+            run()
+            peaks[index] = memory.peak_mib()[0]
     return [(t, out, peak, share) for t, out, peak in zip(times, outputs, peaks, strict=True)]
 
 
@@ -198,11 +199,10 @@ def bench_case(
                 median_ms=median,
                 p90_ms=float(np.percentile(times, 90)),
                 fps=1000 * batch / median,
-                ratio=baseline_ms / median,
                 ratio_same_allocator=baseline_ms / median,
                 max_abs_logit_diff=None if labels_out else (out - reference).abs().max().item(),
                 argmax_agreement=((out if labels_out else out.argmax(1)) == reference.argmax(1)).float().mean().item(),
-                peak_memory_mib=None if allocator == "retain" and device.type == "cpu" else peak,
+                peak_memory_mib=peak,
                 other_cpu_share=share,
             )
         )
@@ -253,9 +253,10 @@ def _format_row(row: Row) -> str:
     diff = "-" if row.max_abs_logit_diff is None else f"{row.max_abs_logit_diff:.1e}"
     memory = "-" if row.peak_memory_mib is None else f"{row.peak_memory_mib:.0f}"
     share = "-" if row.other_cpu_share is None else f"{100 * row.other_cpu_share:.0f}%"
+    ratio = "-" if row.ratio is None else f"{row.ratio:.2f}×"  # still unknown while a worker prints its rows
     return (
         f"| {row.size} | {row.batch} | {row.variant} | {row.allocator} | {row.median_ms:.1f} | {row.p90_ms:.1f} | "
-        f"{row.fps:.2f} | **{row.ratio:.2f}×** | {row.ratio_same_allocator:.2f}× | {diff} | "
+        f"{row.fps:.2f} | **{ratio}** | {row.ratio_same_allocator:.2f}× | {diff} | "
         f"{100 * row.argmax_agreement:.2f}% | {memory} | {share} |"
     )
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -12,6 +16,7 @@ import torch
 from rgbxseg.data.synthetic import generate_synthetic_dataset
 
 DATA = Path(__file__).parent / "data"
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
 def regenerate_fixture_weights(keys: list[str], shapes: list[list[int]], seed: int) -> dict[str, torch.Tensor]:
@@ -66,3 +71,19 @@ def synthetic_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic RGB-D dataset (24 train / 8 test frames of 96×128) in the canonical layout."""
     root = tmp_path_factory.mktemp("scenes") / "synthetic"
     return generate_synthetic_dataset(root, num_train=24, num_test=8, height=96, width=128, seed=3, progress=False)
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Import ``benchmarks/<name>.py`` as its command line runs it: its folder on the path (for ``report``), and the
+    module importable by name (the worker processes of ``inference_speed.py`` import it)."""
+
+    def load(name: str) -> ModuleType:
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

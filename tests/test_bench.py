@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -15,8 +17,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from rgbxseg.bench import benchmark, count_macs
 from rgbxseg.cli import main
 from rgbxseg.runtime import BackendUnavailableError
-
-ROOT = Path(__file__).parent.parent
 
 
 def test_asymformer_b0t_macs_and_parameters_at_480x640(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,11 +101,8 @@ def test_unavailable_devices_dtypes_and_backends_are_clear_errors(capsys: pytest
             benchmark("asymformer_b0_t_cat", height=32, width=32, runs=1, backend="tensorrt", count_flops=False)
 
 
-def test_matrix_script_writes_markdown_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its folder is on the path
-    spec = importlib.util.spec_from_file_location("run_matrix", ROOT / "benchmarks" / "run_matrix.py")
-    run_matrix = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_matrix)
+def test_matrix_script_writes_markdown_and_json(tmp_path: Path, benchmark_script: Callable[[str], ModuleType]) -> None:
+    run_matrix = benchmark_script("run_matrix")
     argv = ["--models", "asymformer_b0_t_cat", "--configs", "eager:fp32", "eager:bf16", "--height", "32"]
     markdown = run_matrix.main([*argv, "--width", "32", "--warmup", "0", "--runs", "2", "--out", str(tmp_path)])
     text = markdown.read_text()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,8 +23,6 @@ from rgbxseg.models.base import SegmentationModel
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
 from rgbxseg.models.optimize import HalfPrecisionIsland, optimize_for_inference
 from rgbxseg.normalization import ASYMFORMER_TRAIN
-
-ROOT = Path(__file__).parent.parent
 
 
 def randomise_batchnorms(model: nn.Module) -> nn.Module:
@@ -196,12 +195,10 @@ def test_retained_memory_is_reused_instead_of_page_faulted_again() -> None:
     assert faults["retain"] < 2.5 * 16_384, faults
 
 
-def test_inference_speed_script_measures_both_allocators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("inference_speed", ROOT / "benchmarks" / "inference_speed.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "inference_speed", script)  # its worker processes import it by name
-    spec.loader.exec_module(script)
+def test_inference_speed_script_measures_both_allocators(
+    tmp_path: Path, benchmark_script: Callable[[str], ModuleType]
+) -> None:
+    script = benchmark_script("inference_speed")
     argv = ["--model", "asymformer_b0_t_cat", "--sizes", "40x64", "--batches", "1", "--runs", "1", "--warmup", "0"]
     assert script.main([*argv, "--out", str(tmp_path)]) == 0
     (markdown,) = tmp_path.glob("inference_speed_*.md")
