@@ -124,7 +124,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def inputs_for(args: argparse.Namespace, model: nn.Module, size: tuple[int, int], batch: int) -> tuple:
     """Normalised (rgb, depth) at ``size``, padded to the model's multiple: dataset frames or seeded noise."""
     if args.data:
-        dataset = RGBXDataset(args.data, "test", ("depth",), normalization=model.weights_metadata.normalization)
+        dataset = RGBXDataset(args.data, "test", ("depth",), input_spec=model.input_spec)
         samples = [dataset[i % len(dataset)] for i in range(batch)]
         rgb = torch.stack([s["rgb"] for s in samples])
         depth = torch.stack([s["depth"] for s in samples])

@@ -86,9 +86,9 @@ def test_logits_equal_the_official_model(reference: dict, reference_state: dict)
 
 
 def test_reference_inputs_follow_the_declared_normalisation(reference: dict) -> None:
-    norm = rgbxseg.normalization.ASYMFORMER_TRAIN
-    assert torch.equal(norm.normalize_rgb(reference["rgb_uint8"]), reference["rgb"])
-    assert torch.equal(norm.normalize_depth(reference["depth_mm"]), reference["depth"])
+    spec = rgbxseg.models.ASYMFORMER_TRAIN
+    assert torch.equal(spec.rgb.normalize(reference["rgb_uint8"]), reference["rgb"])
+    assert torch.equal(spec.x.normalize(reference["depth_mm"]), reference["depth"])
 
 
 def test_lafs_matches_the_2023_formula() -> None:
@@ -154,7 +154,7 @@ def test_h_w_not_multiple_of_32_names_the_valid_sizes() -> None:
     [
         ((1, 3, 64, 64), (1, 1, 64, 96), "differ in batch or H×W"),
         ((2, 3, 64, 64), (1, 1, 64, 64), "differ in batch or H×W"),
-        ((1, 3, 64, 64), (1, 3, 64, 64), r"second input must be \(B, 1, H, W\)"),
+        ((1, 3, 64, 64), (1, 3, 64, 64), r"second input \(depth\) must be \(B, 1, H, W\)"),
         ((1, 4, 64, 64), (1, 1, 64, 64), r"rgb must be \(B, 3, H, W\)"),
     ],
 )

@@ -12,7 +12,9 @@ from rgbxseg.models.backbones import (
     CONVNEXT_CONFIGS,
     MIT_CONFIGS,
     ConvNeXt,
+    ConvNeXtBlock,
     EfficientSelfAttention,
+    MiTBlock,
     MixTransformer,
     StreamLayerNorm,
 )
@@ -82,27 +84,59 @@ def test_one_shared_mit_runs_two_modalities_with_their_own_norms() -> None:
 
 
 def test_mit_attention_can_be_extended_by_subclassing_and_frozen() -> None:
-    """DPLNet-style: a prompt branch added to a frozen MiT without forking it."""
+    """DPLNet-style: a prompt branch in every frozen block, fed one shared prompt tensor through the block's context,
+    without forking the MiT."""
 
     class PromptedAttention(EfficientSelfAttention):
         def __init__(self, dim: int, *args: object) -> None:
             super().__init__(dim, *args)
-            self.prompt_proj = nn.Linear(dim, dim)
+            self.prompt_proj = nn.Linear(8, dim)
 
-        def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-            q, out = self.attend(x, h, w)
-            return self.proj(out) + self.prompt_proj(q.transpose(1, 2).flatten(2))
+        def forward(self, x: torch.Tensor, h: int, w: int, context: torch.Tensor | None = None) -> torch.Tensor:
+            _, out = self.attend(x, h, w)
+            return self.proj(out) + self.prompt_proj(context).mean(1, keepdim=True)
 
     model = MixTransformer(MIT_CONFIGS["mit_b0"])
     extended = MixTransformer(MIT_CONFIGS["mit_b0"], attention_cls=PromptedAttention)
     extended.load_state_dict(model.state_dict(), strict=False)
-    trainable_before = {n for n, p in extended.named_parameters() if "prompt" not in n}
+    pretrained = {n for n, p in extended.named_parameters() if "prompt" not in n}
     extended.freeze()
     for block in extended.block1:
         block.attn.prompt_proj.requires_grad_(True)
-    extended(torch.randn(1, 3, 32, 32))[-1].sum().backward()
-    assert all(extended.get_parameter(n).grad is None for n in trainable_before)
+    prompt = torch.randn(1, 30, 8, requires_grad=True)
+    image = torch.randn(1, 3, 32, 32)
+    extended(image, context=prompt)[-1].sum().backward()
+    assert all(extended.get_parameter(n).grad is None for n in pretrained)
     assert extended.block1[0].attn.prompt_proj.weight.grad is not None
+    assert prompt.grad is not None and prompt.grad.abs().sum() > 0, "the shared context reaches the blocks"
+    with torch.no_grad():
+        assert not torch.equal(extended(image, context=prompt)[0], extended(image, context=prompt + 1)[0])
+
+
+def test_backbones_announce_their_features_and_take_block_factories() -> None:
+    x = torch.randn(1, 3, 64, 96)
+    for backbone in (MixTransformer(MIT_CONFIGS["mit_b0"]), ConvNeXt(CONVNEXT_CONFIGS["convnext_t"])):
+        features = backbone.eval()(x)
+        assert [(info.channels, info.stride) for info in backbone.feature_info] == [
+            (f.shape[1], x.shape[-1] // f.shape[-1]) for f in features
+        ]
+        assert [info.stride for info in backbone.feature_info] == [4, 8, 16, 32]
+
+    class CountingBlock(MiTBlock):
+        calls = 0
+
+        def forward(self, x: torch.Tensor, h: int, w: int, context: object = None) -> torch.Tensor:
+            CountingBlock.calls += 1
+            return super().forward(x, h, w, context)
+
+    MixTransformer(MIT_CONFIGS["mit_b0"], block_cls=CountingBlock)(x)
+    assert CountingBlock.calls == sum(MIT_CONFIGS["mit_b0"].depths)
+
+    class ScaledBlock(ConvNeXtBlock):
+        pass
+
+    convnext = ConvNeXt(CONVNEXT_CONFIGS["convnext_t"], block_cls=ScaledBlock)
+    assert all(isinstance(block, ScaledBlock) for stage in convnext.stages for block in stage)
 
 
 def test_layer_norm_2d_equals_layer_norm_over_channels() -> None:

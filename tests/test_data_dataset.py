@@ -21,7 +21,8 @@ from rgbxseg.data import (
 )
 from rgbxseg.data.depth import metres_to_mm
 from rgbxseg.data.synthetic import generate_synthetic_dataset
-from rgbxseg.normalization import ASYMFORMER_NYUV2_EVAL, NYUV2_DEPTH_MEAN_M, NYUV2_DEPTH_STD_M
+from rgbxseg.inputs import NYUV2_DEPTH_MEAN_M, NYUV2_DEPTH_STD_M
+from rgbxseg.models import ASYMFORMER_NYUV2_EVAL
 
 SIZE = (48, 64)
 
@@ -42,11 +43,12 @@ def _png(path: Path) -> np.ndarray:
 
 
 def test_sample_is_normalised_from_the_stored_files(prepared: Path) -> None:
-    dataset = RGBXDataset(prepared, split="test", normalization=ASYMFORMER_NYUV2_EVAL)
+    dataset = RGBXDataset(prepared, split="test", input_spec=ASYMFORMER_NYUV2_EVAL)
     sample = dataset[1]
     stem = dataset.ids[1]
     rgb = _png(prepared / "rgb" / f"{stem}.png").astype(np.float32) / 255
-    mean, std = np.array(ASYMFORMER_NYUV2_EVAL.rgb_mean), np.array(ASYMFORMER_NYUV2_EVAL.rgb_std)
+    rgb_norm = ASYMFORMER_NYUV2_EVAL.rgb.normalization
+    mean, std = np.array(rgb_norm.mean), np.array(rgb_norm.std)
     expected_rgb = ((rgb - mean) / std).transpose(2, 0, 1)
     depth = _png(prepared / "depth" / f"{stem}.png").astype(np.float32) / 1000
     assert sample["id"] == stem == "test_00001"

@@ -14,8 +14,16 @@ import scipy.io
 from PIL import Image
 
 from data_helpers import make_nyuv2_arrays, write_nyuv2_mat
-from rgbxseg.data import DatasetError, IncompleteDatasetError, RGBXDataset, prepare_nyuv2, validate_dataset, writer
-from rgbxseg.data.classes import NYUV2_13, NYUV2_40, get_class_set
+from rgbxseg.classes import NYUV2_13, NYUV2_40
+from rgbxseg.data import (
+    DatasetError,
+    IncompleteDatasetError,
+    RGBXDataset,
+    nyuv2_894,
+    prepare_nyuv2,
+    validate_dataset,
+    writer,
+)
 from rgbxseg.data.resources import RESOURCE_MD5, resource_path
 
 HEIGHT, WIDTH = 12, 16
@@ -50,7 +58,7 @@ def test_class_names_match_the_packaged_mapping_files() -> None:
     assert tuple(str(c[0]) for c in mapping_40["className"][0]) == NYUV2_40.names
     mapping_13 = scipy.io.loadmat(resource_path("class13Mapping.mat"))["classMapping13"][0, 0]
     assert tuple(str(c[0]) for c in mapping_13["classNames"][0]) == NYUV2_13.names
-    names_894 = get_class_set("nyuv2_894")
+    names_894 = nyuv2_894()
     assert names_894.num_classes == 894
     assert names_894.names == tuple(str(c[0]) for c in mapping_40["allClassName"][0])
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rgbxseg.classes import NYUV2_40
 from rgbxseg.data import RGBXDataset, TrainAugmentation
-from rgbxseg.data.classes import NYUV2_40
 from rgbxseg.data.synthetic import (
     CLASS_ID,
     DEPTH_ONLY_CLASS,

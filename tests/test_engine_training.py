@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -16,8 +18,8 @@ import torch
 from PIL import Image
 
 import rgbxseg
+from rgbxseg.bench import torch_threads
 from rgbxseg.cli import main
-from rgbxseg.engine import train as train_module
 from rgbxseg.engine.checkpoint import load_training_checkpoint
 from rgbxseg.engine.config import TrainConfig, load_config
 from rgbxseg.engine.train import NonFiniteLossError, train
@@ -120,15 +122,15 @@ def test_torchrun_two_processes_match_one_process(synthetic_scenes: Path, tmp_pa
 def test_a_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
     synthetic_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_loss = train_module.segmentation_loss
+    real_loss = rgbxseg.AsymFormer.loss
     calls = {"n": 0}
 
-    def poisoned(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def poisoned(model: rgbxseg.AsymFormer, outputs: dict, target: torch.Tensor) -> dict[str, torch.Tensor]:
         calls["n"] += 1
-        loss = real_loss(logits, label)
-        return loss * float("nan") if calls["n"] == 15 else loss  # 12 iterations per epoch: epoch 2
+        terms = real_loss(model, outputs, target)
+        return {k: v * float("nan") for k, v in terms.items()} if calls["n"] == 15 else terms  # 12 per epoch
 
-    monkeypatch.setattr(train_module, "segmentation_loss", poisoned)
+    monkeypatch.setattr(rgbxseg.AsymFormer, "loss", poisoned)
     run = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, iteration 15.*last good checkpoint"):
         train(config(synthetic_scenes, run, "epochs=3"), progress=False)
@@ -156,3 +158,42 @@ def test_train_and_eval_commands(synthetic_scenes: Path, tmp_path: Path, capsys:
     assert main(["train", "--config", "synthetic_quick", "--quiet", "--output-dir", str(run),
                  "--set", f"data.root={synthetic_scenes}"]) == 2  # fmt: skip
     assert "already holds a run" in capsys.readouterr().err
+
+
+FINGERPRINT = json.loads((Path(__file__).parent / "data" / "asymformer_training_fingerprint.json").read_text())
+
+
+def _weights_sha256(path: Path) -> str:
+    """Digest of a weights file's tensors, key by key in sorted order (as the fingerprint was recorded)."""
+    state = rgbxseg.read_checkpoint(path)[0]
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor()
+
+
+@pytest.mark.parametrize("run", ["plain", "ema_clip", "bf16"])
+def test_training_is_unchanged_by_the_model_contract(run: str, synthetic_scenes: Path, tmp_path: Path) -> None:
+    """Short AsymFormer runs give bit-identical weights to the runs recorded with the engine as it was before the
+    model contract (AdamW over all parameters, loss outside the model). Bit identity needs the recording's torch,
+    CPU model and thread count; elsewhere floating-point kernels differ, and the losses must agree closely."""
+    assert FINGERPRINT["synthetic_scenes"] == {"num_train": 24, "num_test": 8, "height": 96, "width": 128, "seed": 3}
+    threads = 2
+    record = next(r for r in FINGERPRINT["records"] if r["threads"] == threads)
+    recorded = record["runs"][run]
+    overrides = [f"data.root={synthetic_scenes}", f"output_dir={tmp_path / run}", *recorded["overrides"]]
+    with torch_threads(threads):
+        result = train(load_config(FINGERPRINT["config"], overrides), progress=False)
+    machine = (torch.__version__, torch.backends.cpu.get_cpu_capability(), _cpu_model())
+    if machine == (record["torch"], record["cpu_capability"], record["cpu_model"]):
+        assert _weights_sha256(result.weights) == recorded["weights_sha256"]
+    losses = [row["train_loss"] for row in result.history]
+    assert losses == pytest.approx(recorded["train_loss"], rel=1e-2 if run == "bf16" else 1e-3)

@@ -15,7 +15,7 @@ from rgbxseg.engine.config import ConfigError, TrainConfig, apply_overrides, fro
 from rgbxseg.engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, predict_scores
 from rgbxseg.engine.metrics import ConfusionMatrix
 from rgbxseg.engine.schedule import build_scheduler, warmup_poly_factor
-from rgbxseg.weights import CheckpointError
+from rgbxseg.models import CheckpointError
 
 # --- config ------------------------------------------------------------------------------------------------------
 

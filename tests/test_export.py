@@ -18,28 +18,30 @@ import rgbxseg
 from rgbxseg import export
 from rgbxseg.cli import main
 from rgbxseg.export import OnnxParityError, build_tensorrt_engine, export_onnx, fp16_sensitive_nodes
-from rgbxseg.normalization import ASYMFORMER_TRAIN
+from rgbxseg.inputs import IMAGENET_RGB, ChannelNormalization, InputSpec, ModalityInput
+from rgbxseg.metadata import WeightsMetadata
 from rgbxseg.runtime import BackendUnavailableError
-from rgbxseg.weights import WeightsMetadata
+
+THERMAL = ModalityInput("thermal", "thermal_8bit", 3, ChannelNormalization(255.0, (0.5,), (0.25,)))
 
 
-class TinyRGBD(rgbxseg.SegmentationModel):
-    """Two conv branches and a 1×1 head: exports in a fraction of a second."""
+class TinyRGBT(rgbxseg.SegmentationModel):
+    """Two conv branches and a 1×1 head on RGB + thermal tiled to 3 channels: exports in a fraction of a second."""
 
-    input_multiple = 8
+    input_spec = InputSpec("tiny_rgbt", IMAGENET_RGB, THERMAL, multiple=8)
 
     def __init__(self) -> None:
-        super().__init__("tiny_rgbd", num_classes=3)
+        super().__init__("tiny_rgbt", num_classes=3)
         self.rgb = nn.Conv2d(3, 4, 3, padding=1)
-        self.depth = nn.Conv2d(1, 4, 3, padding=1)
+        self.thermal = nn.Conv2d(3, 4, 3, padding=1)
         self.head = nn.Conv2d(8, 3, 1)
         self.weights_metadata = WeightsMetadata(
-            "tiny_rgbd", 3, ("a", "b", "c"), ((0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)), ASYMFORMER_TRAIN
+            "tiny_rgbt", 3, ("a", "b", "c"), ((0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)), self.input_spec
         )
 
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        self.check_inputs(rgb, depth)
-        return self.head(torch.cat((self.rgb(rgb), self.depth(depth)), 1))
+    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(rgb, thermal)
+        return self.head(torch.cat((self.rgb(rgb), self.thermal(thermal)), 1))
 
 
 @pytest.mark.parametrize("name", rgbxseg.list_models())
@@ -56,7 +58,7 @@ def test_every_registered_model_exports_with_parity_at_two_shapes(name: str, tmp
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["class_names"])[0] == "wall"
     assert json.loads(props["rgbxseg_metadata"])["model"] == name
-    assert json.loads(props["normalization"])["depth_divisor"] == 1000.0
+    assert json.loads(props["input_spec"])["x"]["normalization"]["divisor"] == 1000.0
 
 
 def test_cli_default_export_is_dynamo_static_and_rejects_other_shapes(
@@ -75,7 +77,7 @@ def test_cli_default_export_is_dynamo_static_and_rejects_other_shapes(
 
 
 def test_parity_failure_is_loud_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = TinyRGBD().eval()
+    model = TinyRGBT().eval()
     original = export._export_legacy
 
     def export_then_perturb(net: nn.Module, *args: object) -> None:
@@ -98,20 +100,34 @@ def test_auto_falls_back_to_legacy_and_says_why(tmp_path: Path, monkeypatch: pyt
         raise RuntimeError("unsupported operator aten::frobnicate")
 
     monkeypatch.setitem(export.EXPORTERS, "dynamo", broken)
-    report = export_onnx(TinyRGBD(), tmp_path / "t.onnx", height=16, width=24, dynamic=True)
+    report = export_onnx(TinyRGBT(), tmp_path / "t.onnx", height=16, width=24, dynamic=True)
     assert report.exporter == "legacy" and report.opset == 18
     assert "aten::frobnicate" in report.fallback_reason
     assert [c.shape for c in report.parity] == [(2, 16, 24), (3, 24, 40)]
 
 
+def test_input_names_and_metadata_follow_the_input_spec(tmp_path: Path) -> None:
+    """An RGB-thermal model exports inputs ``rgb`` and ``thermal`` (3 channels) and says how to normalise them."""
+    report = export_onnx(TinyRGBT(), tmp_path / "t.onnx", height=16, width=16, exporter="legacy")
+    assert report.parity
+    proto = onnx.load(str(tmp_path / "t.onnx"))
+    assert [(i.name, [d.dim_value for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input] == [
+        ("rgb", [1, 3, 16, 16]),
+        ("thermal", [1, 3, 16, 16]),
+    ]
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert InputSpec.from_dict(json.loads(props["input_spec"])) == TinyRGBT.input_spec
+    assert "thermal (B, 3, H, W)" in proto.doc_string
+
+
 def test_opset_selects_the_exporter(tmp_path: Path) -> None:
-    report = export_onnx(TinyRGBD(), tmp_path / "t.onnx", height=16, width=16, opset=17)
+    report = export_onnx(TinyRGBT(), tmp_path / "t.onnx", height=16, width=16, opset=17)
     assert (report.exporter, report.opset) == ("legacy", 17)
     assert report.other_shape_rejected
     with pytest.raises(ValueError, match="dynamo exporter emits opset ≥ 18, not 17"):
-        export_onnx(TinyRGBD(), tmp_path / "t.onnx", height=16, width=16, opset=17, exporter="dynamo")
+        export_onnx(TinyRGBT(), tmp_path / "t.onnx", height=16, width=16, opset=17, exporter="dynamo")
     with pytest.raises(ValueError, match="multiples of 8"):
-        export_onnx(TinyRGBD(), tmp_path / "t.onnx", height=12, width=16)
+        export_onnx(TinyRGBT(), tmp_path / "t.onnx", height=12, width=16)
 
 
 def test_fp16_sensitive_nodes_follow_the_official_rule() -> None:

@@ -86,7 +86,7 @@ def test_predict_cli_writes_label_png_overlay_and_panel_at_input_resolution(
     values = np.asarray(labels)
     assert values.min() >= 1 and values.max() <= 40  # dataset labels, void (0) never predicted
     palette = np.asarray(labels.getpalette()[: 41 * 3], dtype=np.uint8).reshape(41, 3)
-    assert (palette == rgbxseg.data.classes.NYUV2_40.palette_array()).all()
+    assert (palette == rgbxseg.classes.NYUV2_40.palette_array()).all()
     assert Image.open(out / "overlay" / "scene.jpg").size == (90, 70)
     assert Image.open(out / "panel" / "scene.jpg").size == (3 * 90 + 2 * 4, 70)
     assert not list(out.rglob("*.tmp"))
@@ -119,11 +119,11 @@ def test_padding_only_appends_pixels_bottom_right(model: rgbxseg.SegmentationMod
     """A frame that already fits gives the model's logits unchanged (no resampling, no offset)."""
     rgb, depth = synthetic_scene(64, 96)
     prediction = segmenter.predict(rgb, depth, return_logits=True)
-    norm = segmenter.normalization
+    spec = segmenter.input_spec
     with torch.inference_mode():
         expected = model(
-            norm.normalize_rgb(torch.tensor(rgb).permute(2, 0, 1)[None]),
-            norm.normalize_depth(torch.tensor(depth.astype(np.float32))[None, None]),
+            spec.rgb.normalize(torch.tensor(rgb).permute(2, 0, 1)[None]),
+            spec.x.normalize(torch.tensor(depth.astype(np.float32))[None, None]),
         )
     np.testing.assert_allclose(prediction.logits, expected[0].numpy(), atol=1e-5)
 
@@ -292,12 +292,12 @@ def test_predict_cli_errors_name_the_file_and_the_fix(
     assert "differ in size" in error("--rgb", str(rgb_path), "--depth", str(tmp_path / "big.png"))
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "d8.png")
     assert "8-bit depth map" in error("--rgb", str(rgb_path), "--depth", str(tmp_path / "d8.png"))
-    assert "RGB and depth go together" in error("--rgb", str(rgb_path))
+    assert "RGB and the second input go together" in error("--rgb", str(rgb_path))
     (tmp_path / "rgbs").mkdir(), (tmp_path / "depths").mkdir()
     Image.open(rgb_path).save(tmp_path / "rgbs" / "lonely.png")
     Image.open(depth_path).save(tmp_path / "depths" / "other.png")
     message = error("--rgb-dir", str(tmp_path / "rgbs"), "--depth-dir", str(tmp_path / "depths"))
-    assert "have no depth map with the same name" in message and "lonely" in message
+    assert "have no map with the same name" in message and "lonely" in message
 
     torch.save(model.state_dict(), tmp_path / "plain.pth")
     assert main(["predict", "--weights", str(tmp_path / "plain.pth"), "--rgb", str(rgb_path), "--depth",

@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -19,10 +20,11 @@ import rgbxseg
 from rgbxseg.bench import benchmark
 from rgbxseg.data.synthetic import render_scene
 from rgbxseg.export import export_onnx
+from rgbxseg.inputs import DEFAULT_RGBD
+from rgbxseg.models import ASYMFORMER_TRAIN
 from rgbxseg.models.base import SegmentationModel
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
 from rgbxseg.models.optimize import HalfPrecisionIsland, optimize_for_inference
-from rgbxseg.normalization import ASYMFORMER_TRAIN
 
 
 def randomise_batchnorms(model: nn.Module) -> nn.Module:
@@ -115,8 +117,8 @@ def test_bf16_keeps_the_argmax(reference: dict, reference_model: nn.Module) -> N
 
 def test_bf16_keeps_the_argmax_on_synthetic_scenes(reference_model: nn.Module) -> None:
     scenes = [render_scene(seed, 96, 128) for seed in range(3)]
-    rgb = ASYMFORMER_TRAIN.normalize_rgb(torch.stack([torch.from_numpy(s["rgb"]).permute(2, 0, 1) for s in scenes]))
-    depth = ASYMFORMER_TRAIN.normalize_depth(torch.stack([torch.from_numpy(s["depth"])[None] for s in scenes]))
+    rgb = ASYMFORMER_TRAIN.rgb.normalize(torch.stack([torch.from_numpy(s["rgb"]).permute(2, 0, 1) for s in scenes]))
+    depth = ASYMFORMER_TRAIN.x.normalize(torch.stack([torch.from_numpy(s["depth"])[None] for s in scenes]))
     with torch.inference_mode():
         logits = reference_model(rgb, depth)
         half = optimize_for_inference(reference_model, dtype=torch.bfloat16)(rgb, depth)
@@ -216,7 +218,7 @@ class TinySegmenter(SegmentationModel):
     """Conv + BN stem and a linear head: enough to see what the compiled inference form does with weights, and
     compiled in seconds (AsymFormer takes minutes on 2 cores; its compiled form is measured by the benchmark)."""
 
-    input_multiple = 4
+    input_spec = replace(DEFAULT_RGBD, name="tiny", multiple=4)
 
     def __init__(self) -> None:
         super().__init__("tiny", num_classes=3)

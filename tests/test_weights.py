@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import rgbxseg
-from rgbxseg.data.classes import SUNRGBD_37
+from rgbxseg.classes import SUNRGBD_37
+from rgbxseg.metadata import WeightsMetadata
+from rgbxseg.models import ASYMFORMER_NYUV2_EVAL, CheckpointError, CheckpointMismatchError
 from rgbxseg.models.asymformer import current_to_legacy, legacy_to_current
 from rgbxseg.models.backbones import CONVNEXT_CONFIGS, MIT_CONFIGS, ConvNeXt, MixTransformer
-from rgbxseg.normalization import ASYMFORMER_NYUV2_EVAL
-from rgbxseg.weights import CheckpointError, CheckpointMismatchError, WeightsMetadata
 
 
 def _logits(model: torch.nn.Module, reference: dict) -> torch.Tensor:
@@ -69,7 +71,7 @@ def test_safetensors_round_trip_is_bit_exact_and_keeps_metadata(tmp_path: Path, 
         num_classes=37,
         class_names=SUNRGBD_37.names,
         palette=SUNRGBD_37.palette,
-        normalization=ASYMFORMER_NYUV2_EVAL,
+        input_spec=ASYMFORMER_NYUV2_EVAL,
         dataset="sunrgbd",
         description="test run",
     )
@@ -77,10 +79,25 @@ def test_safetensors_round_trip_is_bit_exact_and_keeps_metadata(tmp_path: Path, 
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     loaded = rgbxseg.create_model("asymformer_b0_t", weights=path)
     assert loaded.num_classes == 37
-    assert loaded.weights_metadata == metadata
+    assert loaded.weights_metadata == metadata and loaded.input_spec == ASYMFORMER_NYUV2_EVAL
     original, restored = model.state_dict(), loaded.state_dict()
     assert list(original) == list(restored)
     assert all(torch.equal(original[k], restored[k]) and original[k].dtype == restored[k].dtype for k in original)
+
+
+def test_files_written_before_input_specs_still_load(tmp_path: Path) -> None:
+    """rgbxseg 0.1 files stored an RGB-D ``normalization`` in their metadata; they load with the same inputs."""
+    model = rgbxseg.create_model("asymformer_b0_t")
+    metadata = model.weights_metadata.to_dict()
+    del metadata["input_spec"]
+    metadata["normalization"] = {
+        "name": "asymformer_nyuv2_eval", "rgb_mean": list(ASYMFORMER_NYUV2_EVAL.rgb.normalization.mean),
+        "rgb_std": list(ASYMFORMER_NYUV2_EVAL.rgb.normalization.std), "depth_unit": "mm", "depth_divisor": 1000.0,
+        "depth_mean": 2.8424503515351494, "depth_std": 0.9932836506164299,
+    }  # fmt: skip
+    path = tmp_path / "old.safetensors"
+    save_file(model.state_dict(), str(path), metadata={"rgbxseg": json.dumps(metadata), "format": "pt"})
+    assert rgbxseg.load_model(path).input_spec == ASYMFORMER_NYUV2_EVAL
 
 
 def test_class_count_is_inferred_from_the_checkpoint(tmp_path: Path) -> None:
@@ -189,7 +206,7 @@ def test_imagenet_mit_initialises_the_depth_branch_but_not_its_one_channel_stem(
     torch.save(truncated, path)
     with pytest.raises(CheckpointMismatchError, match="missing from the checkpoint: down_sample_3.depth_layer.1"):
         rgbxseg.load_backbone_weights(model, path, "depth")
-    with pytest.raises(CheckpointError, match="no tensor maps onto the rgb branch"):
+    with pytest.raises(CheckpointError, match="no tensor maps onto the rgb part; expected convnext_tiny_1k_224_ema"):
         rgbxseg.load_backbone_weights(model, path, "rgb")
     with pytest.raises(ValueError, match="no pretrained backbone part 'thermal'"):
         rgbxseg.load_backbone_weights(model, path, "thermal")

@@ -30,6 +30,7 @@ from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tens
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import optimize_for_inference
+from .models.weights import PathLike
 from .runtime import (
     autocast,
     freed_memory_retained,
@@ -38,7 +39,6 @@ from .runtime import (
     resolve_dtype,
     retain_freed_memory,
 )
-from .weights import PathLike
 
 CONV_LINEAR_LAYERS = (
     nn.Conv1d,
@@ -272,7 +272,7 @@ def _onnxruntime_runner(setup: BenchSetup) -> Runner:
     options.intra_op_num_threads = setup.threads
     with tempfile.TemporaryDirectory() as folder:
         session = ort.InferenceSession(str(_onnx_file(setup, folder)), options, providers=providers)
-    feeds = onnx_feeds(setup.inputs)
+    feeds = onnx_feeds(setup.model.input_spec, setup.inputs)
     return lambda: session.run(None, feeds)
 
 
@@ -290,7 +290,8 @@ def _tensorrt_runner(setup: BenchSetup) -> Runner:
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
     context = engine.create_execution_context()
     output = torch.empty((batch, setup.model.num_classes, height, width), device=setup.device)
-    tensors = {"rgb": setup.inputs[0].contiguous(), "depth": setup.inputs[1].contiguous(), "logits": output}
+    rgb_name, x_name = setup.model.input_spec.input_names
+    tensors = {rgb_name: setup.inputs[0].contiguous(), x_name: setup.inputs[1].contiguous(), "logits": output}
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
         context.set_tensor_address(name, tensors[name].data_ptr())
@@ -456,11 +457,7 @@ def benchmark(
     if isinstance(model, str):
         model = create_model(model, weights=weights)
     model = model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    inputs = (
-        torch.randn(batch, 3, height, width, generator=generator),
-        torch.randn(batch, model.x_channels, height, width, generator=generator),
-    )
+    inputs = model.input_spec.example_inputs(batch, height, width, generator=torch.Generator().manual_seed(seed))
     if optimize:
         model = optimize_for_inference(model, dtype=torch_dtype)
         torch_dtype = torch.float32  # precision is already in the model: no autocast on top

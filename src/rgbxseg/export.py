@@ -1,7 +1,8 @@
 """Deployment: ONNX export checked against PyTorch with onnxruntime, and TensorRT engines.
 
-* :func:`export_onnx` writes an ONNX file (inputs ``rgb``, ``depth``; output ``logits``) atomically, with the classes
-  and the input normalisation in its ``metadata_props``, then runs onnxruntime and compares with PyTorch on two inputs
+* :func:`export_onnx` writes an ONNX file (inputs named as the model's input spec names them — ``rgb`` and ``depth``
+  for AsymFormer — and output ``logits``) atomically, with the classes and the input spec in its ``metadata_props``,
+  then runs onnxruntime and compares with PyTorch on two inputs
   (dynamic export: two shapes; static export: two inputs at the exported shape, and another shape must be rejected).
   A difference above the tolerance raises :class:`OnnxParityError` and leaves no file behind.
 * :func:`fp16_sensitive_nodes` selects the nodes whose weights fp16 cannot hold (the official AsymFormer notebook's
@@ -23,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .inputs import InputSpec
 from .io import atomic_write_path
 from .models.base import SegmentationModel
+from .models.weights import PathLike, default_metadata
 from .runtime import require
-from .weights import PathLike, default_metadata
 
-INPUT_NAMES = ("rgb", "depth")
 OUTPUT_NAMES = ("logits",)
 DYNAMO_MIN_OPSET = 18
 """The dynamo exporter of torch ≥ 2.9 emits opset 18 or newer; lower opsets go through the legacy exporter."""
@@ -90,12 +91,8 @@ class OnnxExport:
 
 def _example_inputs(model: SegmentationModel, shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, ...]:
     """Normalised-scale random RGB and X inputs on the model's device."""
-    batch, height, width = shape
     generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    rgb = torch.randn(batch, 3, height, width, generator=generator)
-    x = torch.randn(batch, model.x_channels, height, width, generator=generator)
-    return rgb.to(device), x.to(device)
+    return model.input_spec.example_inputs(*shape, generator=generator, device=next(model.parameters()).device)
 
 
 def _export_dynamo(model: SegmentationModel, args: tuple, path: Path, opset: int, dynamic: bool) -> None:
@@ -105,7 +102,7 @@ def _export_dynamo(model: SegmentationModel, args: tuple, path: Path, opset: int
         args,
         dynamo=True,
         opset_version=opset,
-        input_names=list(INPUT_NAMES),
+        input_names=list(model.input_spec.input_names),
         output_names=list(OUTPUT_NAMES),
         dynamic_shapes=(dims, dims) if dynamic else None,
         verbose=False,
@@ -120,9 +117,9 @@ def _export_legacy(model: SegmentationModel, args: tuple, path: Path, opset: int
         str(path),
         dynamo=False,
         opset_version=opset,
-        input_names=list(INPUT_NAMES),
+        input_names=list(model.input_spec.input_names),
         output_names=list(OUTPUT_NAMES),
-        dynamic_axes={name: DYNAMIC_AXES for name in INPUT_NAMES + OUTPUT_NAMES} if dynamic else None,
+        dynamic_axes={name: DYNAMIC_AXES for name in model.input_spec.input_names + OUTPUT_NAMES} if dynamic else None,
         do_constant_folding=True,
     )
 
@@ -170,10 +167,11 @@ def _add_metadata(path: Path, model: SegmentationModel) -> int:
     onnx = require("onnx", "onnx", "ONNX export")
     proto = onnx.load(str(path))
     metadata = model.weights_metadata or default_metadata(model)
+    spec = model.input_spec
     props = {
         "rgbxseg_metadata": json.dumps(metadata.to_dict()),
         "class_names": json.dumps(list(metadata.class_names)),
-        "normalization": json.dumps(metadata.normalization.to_dict()),
+        "input_spec": json.dumps(spec.to_dict()),
         "input_multiple": str(model.input_multiple),
         "label_offset": "1",
     }
@@ -181,17 +179,17 @@ def _add_metadata(path: Path, model: SegmentationModel) -> int:
     for key, value in props.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = (
-        f"{model.model_name}: inputs rgb (B, 3, H, W) and depth (B, {model.x_channels}, H, W), normalised as in "
-        f"metadata_props['normalization'], H and W multiples of {model.input_multiple}; output logits (B, "
-        f"{model.num_classes}, H, W), dataset label = argmax + 1."
+        f"{model.model_name}: inputs {spec.rgb.name} (B, {spec.rgb.channels}, H, W) and {spec.x.name} (B, "
+        f"{spec.x.channels}, H, W), normalised as metadata_props['input_spec'] declares, H and W multiples of "
+        f"{model.input_multiple}; output logits (B, {model.num_classes}, H, W), dataset label = argmax + 1."
     )
     onnx.save(proto, str(path))
     return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
 
 
-def onnx_feeds(inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    """onnxruntime feeds of the model inputs (RGB, X), under the exported input names."""
-    return {name: tensor.cpu().numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+def onnx_feeds(spec: InputSpec, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """onnxruntime feeds of the model inputs (RGB, X), under the input names of the model's input spec."""
+    return {name: tensor.cpu().numpy() for name, tensor in zip(spec.input_names, inputs, strict=True)}
 
 
 def _cpu_session(onnx_path: PathLike) -> Any:
@@ -224,7 +222,7 @@ def check_onnx_parity(
         with torch.inference_mode():
             expected = model(*inputs).float().cpu().numpy()
         try:
-            (actual,) = session.run(list(OUTPUT_NAMES), onnx_feeds(inputs))
+            (actual,) = session.run(list(OUTPUT_NAMES), onnx_feeds(model.input_spec, inputs))
         except Exception as err:  # onnxruntime has its own exception types
             raise OnnxParityError(
                 "{}: onnxruntime cannot run the export at {}×{}×{}: some shape was frozen while exporting; try the "
@@ -246,7 +244,7 @@ def check_onnx_parity(
 
 def _rejects_shape(session: Any, model: SegmentationModel, shape: tuple[int, int, int]) -> bool:
     try:
-        session.run(list(OUTPUT_NAMES), onnx_feeds(_example_inputs(model, shape, 0)))
+        session.run(list(OUTPUT_NAMES), onnx_feeds(model.input_spec, _example_inputs(model, shape, 0)))
     except Exception:
         return True
     return False

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..engine.train import NonFiniteLossError
+from ..errors import RgbxsegError
+from ..version import __version__
 from . import bench, check_dataset, demo, evaluate, export, info, predict, prepare, train
 
 COMMANDS = (demo, info, prepare, check_dataset, train, evaluate, predict, export, bench)
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     # ImportError: a missing optional dependency or backend, with the extra that installs it.
-    except (ValueError, KeyError, OSError, ImportError, NonFiniteLossError) as err:
+    except (RgbxsegError, ValueError, KeyError, OSError, ImportError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

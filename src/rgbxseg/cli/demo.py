@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..engine.demo import run_demo
+from ..demo import run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, evaluate_weights
-from ..normalization import NORMALIZATIONS
+from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments
 
 
@@ -30,9 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fusion", choices=("logits", "softmax"), default="logits", help="what is summed over runs")
     parser.add_argument("--window", type=_size, help="sliding-window inference with this HxW window")
     parser.add_argument("--stride", type=_size, help="sliding-window stride HxW (default: the window)")
-    parser.add_argument("--x-modality", default="depth", help="second input (depth, thermal, …; 'none' = zeros)")
+    parser.add_argument(
+        "--output", help="named output to score (default: the model's prediction; e.g. a single-modality head)"
+    )
+    parser.add_argument(
+        "--x-modality", help="second input: the one the weights read (default), or 'none' for zeros (RGB only)"
+    )
     parser.add_argument("--label-set", help="label set of the dataset (default: its default set)")
-    parser.add_argument("--normalization", choices=sorted(NORMALIZATIONS), help="override the weights' normalisation")
+    parser.add_argument(
+        "--input-spec", choices=sorted(INPUT_SPECS), help="another registered input convention for the weights"
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -53,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
     )
     report = evaluate_weights(
-        args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol,
-        x_modality=args.x_modality, label_set=args.label_set, normalization=args.normalization, device=args.device,
+        args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol, output=args.output,
+        x_modality=args.x_modality, label_set=args.label_set, input_spec=args.input_spec, device=args.device,
         batch_size=args.batch_size, workers=args.workers, json_path=args.json, confusion_png=args.confusion,
         progress=not args.quiet,
     )  # fmt: skip
     print(report.metrics.table())
-    print(f"protocol: scales {list(protocol.scales)}, flip {protocol.flip}, {protocol.fusion} summed"
-          + (f", sliding window {protocol.window}" if protocol.window else ""))  # fmt: skip
+    window = f", sliding window {protocol.window}" if protocol.window else ""
+    print(
+        f"scored output: {report.protocol['scored_output']}; protocol: scales {list(protocol.scales)}, "
+        f"flip {protocol.flip}, {protocol.fusion} summed{window}"
+    )
     return 0

@@ -1,10 +1,12 @@
-"""``rgbxseg info``: registered models, their measured parameter counts and their papers' numbers."""
+"""``rgbxseg info``: registered models, their measured parameter counts (total and trainable), inputs, outputs,
+pretrained sources and their papers' numbers."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from ..inputs import InputSpec
 from ..models.registry import describe_model, list_models
 
 
@@ -32,9 +34,15 @@ def run(args: argparse.Namespace) -> int:
         gmacs = f"{paper['gmacs']:g} GMACs at {height}×{width}" if paper["gmacs"] else "-"
         print(f"{row['name']}\n  {row['summary']}")
         print(
-            f"  parameters: {row['params']:,} ({row['params'] / 1e6:.2f} M measured, paper {paper_params}); "
-            f"{row['num_classes']} classes; H, W multiples of {row['input_multiple']}"
+            f"  parameters: {row['params']:,} total ({row['params'] / 1e6:.2f} M measured, paper {paper_params}), "
+            f"{row['trainable_params']:,} trainable; {row['num_classes']} classes"
         )
+        print(f"  inputs: {InputSpec.from_dict(row['input_spec']).describe()}")
+        prediction = row["prediction_output"]
+        outputs = ", ".join(f"{name} (prediction)" if name == prediction else name for name in row["outputs"])
+        print(f"  outputs: {outputs}")
+        for part, source in row["pretrained"].items():
+            print(f"  pretrained {part}: {source}")
         print(f"  paper: compute {gmacs}; mIoU {_format_facts(paper['miou'])}; FPS {_format_facts(paper['fps'])}")
         print(f"  source: {paper['source']}")
     return 0

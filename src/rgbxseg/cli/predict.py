@@ -1,4 +1,4 @@
-"""``rgbxseg predict``: segment RGB-D frames (pair, folders, video / image sequence or camera) and write pictures."""
+"""``rgbxseg predict``: segment RGB-X frames (pair, folders, video / image sequence or camera) and write pictures."""
 
 from __future__ import annotations
 
@@ -13,17 +13,25 @@ from ._models import add_model_arguments, model_from_args
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="segment your RGB-D frames and write label PNGs, overlays and panels",
-        description="Inputs: --rgb A.png --depth B.png; --rgb-dir D --depth-dir D (matched by file name); "
-        "--rgb video.mp4|rgb/%%06d.png --depth depth/%%06d.png; or --camera N. Outputs under --out: "
-        "labels/NAME.png (palette PNG of dataset labels), overlay/NAME.jpg, panel/NAME.jpg (RGB | depth | prediction).",
+        help="segment your RGB-D / RGB-X frames and write label PNGs, overlays and panels",
+        description="Inputs: --rgb A.png --x B.png; --rgb-dir D --x-dir D (matched by file name); "
+        "--rgb video.mp4|rgb/%%06d.png --x depth/%%06d.png; or --camera N. The second input is what the weights' "
+        "input spec names (depth for AsymFormer; --depth and --depth-dir are other names of --x and --x-dir). "
+        "Outputs under --out: labels/NAME.png (palette PNG of dataset labels), overlay/NAME.jpg, panel/NAME.jpg "
+        "(RGB | second input | prediction).",
     )
     add_model_arguments(parser, weights_required=True)
     source = parser.add_argument_group("input (one of)")
     source.add_argument("--rgb", help="RGB image, video or printf pattern of an image sequence")
-    source.add_argument("--depth", help="depth map (16-bit PNG, float TIFF, .npy), or pattern / video")
+    source.add_argument(
+        "--x",
+        "--depth",
+        dest="x",
+        help="second input: depth map (16-bit PNG, float TIFF, .npy), thermal or HHA "
+        "image as stored, or pattern / video",
+    )
     source.add_argument("--rgb-dir", help="folder of RGB images")
-    source.add_argument("--depth-dir", help="folder of depth maps with the RGB images' file names")
+    source.add_argument("--x-dir", "--depth-dir", dest="x_dir", help="folder of second-input maps with the RGB names")
     source.add_argument("--camera", metavar="DEVICE", help="OpenCV RGB-D device index or URI (needs rgbxseg[camera])")
     source.add_argument("--camera-backend", choices=sorted(CAMERA_BACKENDS), default="openni2")
     source.add_argument("--max-frames", type=int, default=None, help="stop the camera after this many frames")
@@ -32,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--depth-unit",
         default="mm",
-        help=f"what your depth values are: {', '.join(DEPTH_UNITS)} or millimetres per step (e.g. 0.1); default mm",
+        help=f"metric-depth models: what your depth values are: {', '.join(DEPTH_UNITS)} or millimetres per step "
+        "(e.g. 0.1); default mm",
     )
     parser.add_argument(
         "--size-policy",
@@ -57,19 +66,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pair = args.rgb or args.depth
-    folders = args.rgb_dir or args.depth_dir
+    pair = args.rgb or args.x
+    folders = args.rgb_dir or args.x_dir
     if sum(map(bool, (pair, folders, args.camera is not None))) != 1:
-        raise ValueError("give exactly one input: --rgb/--depth, --rgb-dir/--depth-dir or --camera")
-    if (pair and not (args.rgb and args.depth)) or (folders and not (args.rgb_dir and args.depth_dir)):
-        raise ValueError("RGB and depth go together: --rgb with --depth, --rgb-dir with --depth-dir")
+        raise ValueError("give exactly one input: --rgb/--x, --rgb-dir/--x-dir or --camera")
+    if (pair and not (args.rgb and args.x)) or (folders and not (args.rgb_dir and args.x_dir)):
+        raise ValueError("RGB and the second input go together: --rgb with --x (--depth), --rgb-dir with --x-dir")
     if args.out is None and not (args.camera is not None and args.show):
         raise ValueError("--out is required (except for --camera --show)")
     if args.camera is not None:
         device = int(args.camera) if args.camera.isdigit() else args.camera
         frames = camera_frames(device, args.camera_backend, args.max_frames)
     else:
-        frames = open_frames(args.rgb or args.rgb_dir, args.depth or args.depth_dir)  # fails fast on bad paths
+        frames = open_frames(args.rgb or args.rgb_dir, args.x or args.x_dir)  # fails fast on bad paths
     segmenter = Segmenter(
         model_from_args(args),
         device=args.device,

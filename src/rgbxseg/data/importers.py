@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import MFNET_9, NYUV2_40, PST900_5, SUNRGBD_37, ClassSet, get_class_set
+from ..classes import MFNET_9, NYUV2_40, PST900_5, SUNRGBD_37, ClassSet, get_class_set
 from .depth import sun_png_to_mm
 from .errors import DatasetError, MissingFileError
 from .images import JPEG_SUFFIXES, image_size, read_image

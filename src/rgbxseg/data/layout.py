@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..classes import ClassSet
+from ..inputs import ENCODINGS, ChannelNormalization
 from ..io import atomic_write_path
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
-from .classes import ClassSet
 from .errors import DatasetError, IncompleteDatasetError, MissingFileError
 from .images import read_image
 
@@ -35,61 +34,6 @@ META_FILE = "meta.json"
 SAMPLE_INFO_FILE = "samples.json"
 SPLITS = ("train", "val", "test")
 DEFAULT_LABEL_DIR = "labels"
-
-
-@dataclass(frozen=True)
-class ChannelNormalization:
-    """``(x / divisor − mean) / std`` per channel, for modalities the model's :class:`Normalization` does not cover."""
-
-    divisor: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def apply(self, array: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) → normalised float32."""
-        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
-        return (array.to(torch.float32) / self.divisor - mean) / std
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"divisor": self.divisor, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChannelNormalization:
-        return cls(float(data["divisor"]), tuple(map(float, data["mean"])), tuple(map(float, data["std"])))
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """What the pixel values of a modality mean. ``normalization`` None: the model's :class:`Normalization` applies."""
-
-    dtype: str
-    channels: int
-    description: str
-    normalization: ChannelNormalization | None = None
-
-
-_UNIT_SCALE_8BIT = ChannelNormalization(255.0, (0.0,), (1.0,))
-
-ENCODINGS: dict[str, Encoding] = {
-    "rgb": Encoding("uint8", 3, "8-bit colour in R, G, B order"),
-    "metric_mm": Encoding("uint16", 1, "metric depth in millimetres, 0 = invalid"),
-    "minmax_8bit": Encoding(
-        "uint8",
-        1,
-        "per-image min-max normalised depth (DFormer/CMX packages): the metric scale is lost",
-        ChannelNormalization(255.0, (0.48,), (0.28,)),
-    ),
-    "hha": Encoding(
-        "uint8",
-        3,
-        "HHA (horizontal disparity, height above ground, angle with gravity) computed from depth",
-        ChannelNormalization(255.0, IMAGENET_MEAN, IMAGENET_STD),
-    ),
-    "thermal_8bit": Encoding("uint8", 1, "thermal image after the camera's 8-bit AGC", _UNIT_SCALE_8BIT),
-    "thermal_16bit": Encoding("uint16", 1, "raw 16-bit thermal counts", ChannelNormalization(65535.0, (0.0,), (1.0,))),
-}
-"""Pixel encodings a modality may declare. Depth is converted to ``metric_mm`` wherever the source allows it."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import NYUV2_13, NYUV2_40, nyuv2_894
+from ..classes import NYUV2_13, NYUV2_40
 from .depth import metres_to_mm
 from .errors import DatasetError
 from .layout import DatasetMeta, LabelSetSpec, ModalitySpec, label_dir
@@ -24,6 +24,7 @@ from .resources import (
     NYUV2_NUM_FRAMES,
     NYUV2_SPLITS,
     NYUv2Resources,
+    nyuv2_894,
     nyuv2_resources,
     resource_path,
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import ClassSet, voc_palette
 from .errors import DatasetError
 from .mat import load_mat_v5, mat_key
 
@@ -85,3 +86,10 @@ def nyuv2_resources() -> NYUv2Resources:
         lut_40_to_13=_lut_with_void(mapping_13["labels13"], 40, 13, path_13),
         names_894=_cell_strings(mat_key(mapping_40, "allClassName", path_40)),
     )
+
+
+@functools.cache
+def nyuv2_894() -> ClassSet:
+    """The 894 raw NYUv2 classes, names from ``allClassName`` of the packaged ``classMapping40.mat`` (needs scipy)."""
+    names = nyuv2_resources().names_894
+    return ClassSet("nyuv2_894", names, tuple(voc_palette(len(names) + 1)))

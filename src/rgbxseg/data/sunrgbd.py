@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import SUNRGBD_37
+from ..classes import SUNRGBD_37
 from .depth import SUN_MAX_MM, SUN_SHIFT_BITS, sun_png_to_mm
 from .errors import DatasetError
 from .images import image_size, read_image

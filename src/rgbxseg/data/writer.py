@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import __version__
 from ..io import file_digest
+from ..version import __version__
 from .errors import DatasetError, existing_file
 from .images import copy_file, image_header, write_png
 from .layout import (

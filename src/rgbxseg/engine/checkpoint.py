@@ -4,7 +4,7 @@ Random streams need no saving: training reseeds them from (seed, rank, epoch) at
 at an epoch boundary draws exactly what the uninterrupted run drew.
 
 The file is a plain dict of tensors, numbers, strings and lists (no pickled objects), so it loads with
-``torch.load(weights_only=True)``, and :func:`rgbxseg.weights.read_checkpoint` reads its ``model`` (or, with
+``torch.load(weights_only=True)``, and :func:`rgbxseg.models.weights.read_checkpoint` reads its ``model`` (or, with
 ``use_ema=True``, ``state_dict_ema``) and ``metadata`` entries: a training checkpoint is also a weights file.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..io import atomic_write_path
-from ..weights import CheckpointError, read_torch_file
+from ..models.weights import CheckpointError, read_torch_file
 
 FORMAT = "rgbxseg-train-1"
 

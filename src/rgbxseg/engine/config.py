@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ..models.base import ParamGroupRule
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema; the message names the key."""
@@ -39,11 +41,13 @@ class DataConfig:
     root: str = ""
     train_split: str = "train"
     val_split: str = "test"
-    x_modality: str = "depth"
-    """The second input of the model; ``"none"`` feeds zeros (an RGB-only baseline of the same network)."""
+    x_modality: str | None = None
+    """The dataset modality fed as the second input (default: the one the model's input spec names); ``"none"``
+    feeds zeros (an RGB-only baseline of the same network)."""
     label_set: str | None = None
-    normalization: str = "asymformer_train"
-    """A key of ``rgbxseg.normalization.NORMALIZATIONS``; recorded in the weights' metadata."""
+    input_spec: str | None = None
+    """A registered input convention (``rgbxseg.models.INPUT_SPECS``) instead of the model's own; the weights record
+    the one used."""
     crop_size: tuple[int, int] = (480, 640)
     scale_range: tuple[float, float] = (1.0, 2.0)
     flip_prob: float = 0.5
@@ -55,12 +59,18 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "adamw"
+    """``adamw`` (betas, eps) or ``sgd`` (momentum, nesterov)."""
     lr: float = 5e-5
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    momentum: float = 0.9
+    nesterov: bool = False
     grad_clip: float | None = None
     """Clip the global gradient norm to this value (off by default, as in the paper)."""
+    param_groups: tuple[ParamGroupRule, ...] | None = None
+    """Rules ``{pattern, lr_mult, weight_decay}`` by parameter name, replacing the model's own (None keeps them)."""
 
 
 @dataclass
@@ -159,7 +169,12 @@ def _check_value(value: Any, annotation: Any, key: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {value!r}")
-        return from_dict(annotation, value, prefix=f"{key}.")
+        try:
+            return from_dict(annotation, value, prefix=f"{key}.")
+        except ConfigError:
+            raise
+        except ValueError as err:  # the dataclass's own check of the values
+            raise ConfigError(f"{key}: {err}") from None
     checker = {tuple: _check_tuple, dict: _check_dict}.get(origin)
     if checker is not None:
         return checker(value, args, key)
@@ -170,13 +185,20 @@ def _check_value(value: Any, annotation: Any, key: str) -> Any:
     return value  # typing.Any
 
 
+RENAMED_KEYS = {"data.normalization": "data.input_spec (a registered input spec, e.g. asymformer_nyuv2_eval)"}
+"""Keys of rgbxseg 0.1 configs that have another name now."""
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and ill-typed values."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(names))}")
+        key = f"{prefix}{unknown[0]}"
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"{key} is now {RENAMED_KEYS[key]}; rename it in the config")
+        raise ConfigError(f"unknown key {key}; valid keys here: {', '.join(sorted(names))}")
     return cls(**{k: _check_value(v, hints[k], f"{prefix}{k}") for k, v in data.items()})
 
 

@@ -7,6 +7,7 @@ a single process of rank 0. Only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -101,17 +102,23 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         return out * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else out
 
 
-def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Replace every BatchNorm2d by a cross-rank one (CUDA: ``nn.SyncBatchNorm``; else ours)."""
+def _cross_rank_batchnorm(bn: nn.BatchNorm2d, device: torch.device) -> nn.Module:
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+    replacement = CrossRankBatchNorm2d(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    replacement = replacement.to(bn.weight.device if bn.affine else device)
+    replacement.load_state_dict(bn.state_dict())
+    return replacement.train(bn.training)
+
+
+def convert_sync_batchnorm(
+    model: nn.Module, device: torch.device, keep: Collection[str] = (), prefix: str = ""
+) -> nn.Module:
+    """Replace every BatchNorm2d whose name is not in ``keep`` by a cross-rank one (CUDA: ``nn.SyncBatchNorm``; else
+    ours). ``keep`` names the BatchNorms whose statistics never move (frozen, or kept in eval mode by the model)."""
     for name, child in model.named_children():
-        if type(child) is nn.BatchNorm2d:
-            replacement = CrossRankBatchNorm2d(
-                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-            ).to(child.weight.device if child.affine else device)
-            replacement.load_state_dict(child.state_dict())
-            setattr(model, name, replacement)
+        if type(child) is nn.BatchNorm2d and f"{prefix}{name}" not in keep:
+            setattr(model, name, _cross_rank_batchnorm(child, device))
         else:
-            convert_sync_batchnorm(child, device)
+            convert_sync_batchnorm(child, device, keep, f"{prefix}{name}.")
     return model

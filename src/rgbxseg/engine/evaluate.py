@@ -6,6 +6,7 @@ ambiguous about how it was obtained.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -24,8 +25,9 @@ from tqdm import tqdm
 from ..data.dataset import RGBXDataset
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
+from ..models.base import SegmentationModel
 from ..models.layers import pad_to_multiple
-from ..normalization import NORMALIZATIONS
+from ..models.registry import get_input_spec
 from ..runtime import resolve_device
 from .metrics import ConfusionMatrix, SegmentationMetrics
 from .plots import plot_confusion_matrix
@@ -151,11 +153,13 @@ def dataset_modalities(x_modality: str) -> tuple[str, ...]:
     return () if x_modality == "none" else (x_modality,)
 
 
-def model_inputs(batch: dict, x_modality: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rgb, x) of a batch; ``x_modality="none"`` gives a zero map (an RGB-only run of an RGB-X network)."""
+def model_inputs(
+    batch: dict, x_modality: str, device: torch.device, x_channels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rgb, x) of a batch; ``x_modality="none"`` gives zeros (an RGB-only run of an RGB-X network)."""
     rgb = batch["rgb"].to(device, non_blocking=True)
     if x_modality == "none":
-        return rgb, torch.zeros_like(rgb[:, :1])
+        return rgb, rgb.new_zeros(rgb.shape[0], x_channels, *rgb.shape[2:])
     if x_modality not in batch:
         raise KeyError(
             f"the dataset has no modality {x_modality!r}; it provides {sorted(k for k in batch if k != 'id')}"
@@ -176,24 +180,32 @@ def evaluate(
     num_classes: int,
     class_names: Sequence[str] | None = None,
     protocol: EvalProtocol = SINGLE_SCALE,
-    x_modality: str = "depth",
+    x_modality: str | None = None,
+    output: str | None = None,
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = True,
 ) -> SegmentationMetrics:
     """Metrics of ``model`` over ``dataset`` (samples: ``rgb``, ``label`` and the X modality).
 
-    Under ``torch.distributed`` each rank evaluates its shard and the confusion matrices are summed.
+    ``x_modality``: the sample key fed as the second input (default: the model's input spec's; ``"none"``: zeros).
+    ``output`` scores another named output of a :class:`SegmentationModel` than its prediction (e.g. one modality's
+    head). Under ``torch.distributed`` each rank evaluates its shard and the confusion matrices are summed.
     """
+    x_modality = x_modality or model.input_spec.x.name
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    multiple = getattr(model, "input_multiple", 32)
+    runner: Segmenter = model
+    if output is not None:
+        if not isinstance(model, SegmentationModel):
+            raise TypeError(f"scoring output {output!r} needs a SegmentationModel, got {type(model).__name__}")
+        runner = functools.partial(model.output_logits, output=output)
     confusion = ConfusionMatrix(num_classes, device)
     started = time.perf_counter()
     for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
-        rgb, x = model_inputs(batch, x_modality, device)
-        scores = predict_scores(model, rgb, x, protocol, multiple)
+        rgb, x = model_inputs(batch, x_modality, device, model.x_channels)
+        scores = predict_scores(runner, rgb, x, protocol, model.input_multiple)
         confusion.update(scores.argmax(1), batch["label"].to(device))
     confusion.all_reduce()
     model.train(was_training)
@@ -222,9 +234,10 @@ def evaluate_weights(
     split: str = "test",
     model_name: str | None = None,
     protocol: EvalProtocol = SINGLE_SCALE,
-    x_modality: str = "depth",
+    output: str | None = None,
+    x_modality: str | None = None,
     label_set: str | None = None,
-    normalization: str | None = None,
+    input_spec: str | None = None,
     device: str = "auto",
     batch_size: int = 1,
     workers: int = 0,
@@ -234,13 +247,25 @@ def evaluate_weights(
 ) -> EvalReport:
     """Evaluate a weights file on a canonical dataset split and describe exactly how (``rgbxseg eval``).
 
-    The model and input normalisation come from the weights' metadata; official checkpoints carry none, so they
-    need ``model_name`` (and optionally ``normalization``, a key of ``rgbxseg.normalization.NORMALIZATIONS``).
-    Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
+    The model and its inputs come from the weights' metadata; official checkpoints carry none, so they need
+    ``model_name`` (and optionally ``input_spec``, a registered convention such as ``asymformer_nyuv2_eval``).
+    ``output`` scores another named output than the model's prediction; ``x_modality="none"`` feeds zeros instead of
+    the X modality. Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
     """
     model = load_model(weights, model_name).to(resolve_device(device))
-    chosen = NORMALIZATIONS[normalization] if normalization else model.weights_metadata.normalization
-    dataset = RGBXDataset(data_root, split, dataset_modalities(x_modality), label_set, normalization=chosen)
+    if input_spec is not None:
+        model.use_input_spec(get_input_spec(input_spec))
+    scored = output or model.prediction_output
+    if scored not in model.outputs:
+        raise ValueError(f"{model.model_name} has no output {scored!r}; its outputs: {', '.join(model.outputs)}")
+    spec = model.input_spec
+    x_modality = x_modality or spec.x.name
+    if x_modality not in (spec.x.name, "none"):
+        raise ValueError(
+            f"{weights} reads {spec.x.name!r} ({spec.x.encoding}) as its second input, not {x_modality!r}; "
+            "evaluate with the modality it was trained on (or 'none' for zeros)"
+        )
+    dataset = RGBXDataset(data_root, split, dataset_modalities(x_modality), label_set, input_spec=spec)
     if dataset.num_classes != model.num_classes:
         raise ValueError(
             f"{weights} predicts {model.num_classes} classes but {data_root} ({dataset.label_set} label set) has "
@@ -249,16 +274,18 @@ def evaluate_weights(
     started = time.perf_counter()
     metrics = evaluate(
         model, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, protocol=protocol,
-        x_modality=x_modality, batch_size=batch_size, workers=workers, progress=progress,
+        x_modality=x_modality, output=None if scored == model.prediction_output else scored, batch_size=batch_size,
+        workers=workers, progress=progress,
     )  # fmt: skip
     report = EvalReport(
         metrics=metrics,
         protocol={
             **protocol.describe(),
             "resolution": f"native, padded to a multiple of {model.input_multiple} and cropped back",
-            "scored_output": "argmax of the fused scores",
+            "scored_output": scored,
+            "prediction_output": model.prediction_output,
             "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means",
-            "normalization": chosen.to_dict(),
+            "input_spec": spec.to_dict(),
             "x_modality": x_modality,
             "weights": str(weights),
             "weights_sha256": file_digest(weights),

@@ -22,21 +22,24 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..data.dataset import RGBXDataset
+from ..data.dataset import RGBXDataset, resolve_input_spec
+from ..data.layout import DatasetMeta, read_meta
 from ..data.transforms import TrainAugmentation
+from ..errors import RgbxsegError
+from ..inputs import InputSpec
 from ..io import atomic_write_path
+from ..metadata import WeightsMetadata
 from ..models import create_model
 from ..models.base import SegmentationModel
-from ..normalization import NORMALIZATIONS
+from ..models.registry import get_input_spec
+from ..models.weights import save_weights
 from ..runtime import autocast, resolve_dtype
-from ..weights import WeightsMetadata, save_weights
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import ConfigError, TrainConfig, to_dict
 from .distributed import (
@@ -48,6 +51,8 @@ from .distributed import (
 )
 from .evaluate import EvalProtocol, dataset_modalities, evaluate, model_inputs
 from .metrics import SegmentationMetrics
+from .objective import TrainingObjective, total_loss
+from .optim import build_optimizer
 from .plots import plot_training_curves
 from .schedule import build_scheduler
 
@@ -59,7 +64,7 @@ CHECKPOINT_NAME = "last.pt"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RgbxsegError, RuntimeError):
     """Training produced a NaN/inf loss and stopped; the last good checkpoint is untouched."""
 
 
@@ -77,24 +82,27 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on ``label − 1`` with void (label 0) ignored, in float32; 0 for an all-void batch."""
-    target = label - 1
-    valid = (target >= 0).sum()
-    total = F.cross_entropy(logits.float(), target, ignore_index=-1, reduction="sum")
-    return total / valid.clamp(min=1)
-
-
 class ModelEMA:
-    """Exponential moving average of a model's parameters and buffers (evaluated and saved instead of it)."""
+    """Exponential moving average of what a model trains (evaluated and saved instead of it).
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    Only trainable parameters and the buffers training moves are averaged; frozen parameters and fixed statistics
+    are shared with the model, so a frozen backbone is neither copied nor averaged.
+    """
+
+    def __init__(self, model: SegmentationModel, decay: float) -> None:
         self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        shared = {name: p for name, p in model.named_parameters() if not p.requires_grad}
+        trained = dict(model.trained_buffers())
+        shared |= {name: b for name, b in model.named_buffers() if name not in trained}
+        self.module = copy.deepcopy(model, memo={id(t): t for t in shared.values()}).eval()
+        own = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
+        self.pairs = [(own[name], tensor) for name, tensor in [*model.trainable_parameters(), *trained.items()]]
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for ema, current in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+    def update(self) -> None:
+        for ema, current in self.pairs:
             if ema.is_floating_point():
                 ema.lerp_(current.to(ema.dtype), 1.0 - self.decay)
             else:
@@ -114,7 +122,11 @@ def reseed(seed: int, rank: int, epoch: int | None) -> None:
 
 
 class Trainer:
-    """Builds data, model, optimiser and schedule from a :class:`TrainConfig` and runs the epochs."""
+    """Builds model, data, objective, optimiser and schedule from a :class:`TrainConfig` and runs the epochs.
+
+    Everything model-specific comes from the model's contract (:class:`~rgbxseg.models.SegmentationModel`): its
+    input spec, outputs and loss terms, frozen parts and parameter groups.
+    """
 
     def __init__(self, config: TrainConfig, ctx: DistributedContext, progress: bool = True) -> None:
         self.config = config
@@ -125,30 +137,30 @@ class Trainer:
         if config.amp not in AMP_PRECISIONS:
             raise ConfigError(f"amp: {config.amp!r} is not one of {', '.join(AMP_PRECISIONS)}")
         self.amp_dtype = resolve_dtype(AMP_PRECISIONS[config.amp], ctx.device)
-        if config.data.normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"data.normalization: {config.data.normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
-            )
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        dataset_meta, _ = read_meta(config.data.root)
+        label_set = dataset_meta.label_set(config.data.label_set)
         reseed(config.seed, 0, None)  # model initialisation is identical on every rank
-        self.normalization = NORMALIZATIONS[config.data.normalization]
+        self.model = self._build_model(label_set.num_classes)
+        self.input_spec, self.x_modality = self._input_spec(dataset_meta)
+        self.model.use_input_spec(self.input_spec)
         self.train_set = self._dataset(config.data.train_split, train=True)
         self.val_set = self._dataset(config.data.val_split, train=False)
-        self.model = self._build_model()
         self.metadata = WeightsMetadata(
             model=config.model.name,
             num_classes=self.model.num_classes,
             class_names=self.train_set.class_set.names,
             palette=self.train_set.class_set.palette,
-            normalization=self.normalization,
+            input_spec=self.input_spec,
             dataset=self.train_set.dataset_meta.dataset,
-            description=f"trained by rgbxseg train ({config.epochs} epochs, x modality {config.data.x_modality})",
+            description=f"trained by rgbxseg train ({config.epochs} epochs, x modality {self.x_modality})",
         )
-        self.network: nn.Module = self.model
+        self.network: nn.Module = TrainingObjective(self.model)
         if ctx.distributed:
             if config.sync_bn:
-                self.network = convert_sync_batchnorm(self.network, ctx.device)
+                fixed = {name for name, _ in self.model.modules_in_eval_while_training()}
+                convert_sync_batchnorm(self.model, ctx.device, keep=fixed)
             device_ids = [ctx.device] if ctx.device.type == "cuda" else None
             # Depthwise-conv weight gradients ([C, 1, k, k]) differ from their bucket views only in the stride of the
             # size-1 dimension, which DDP reports as a layout mismatch although the memory is the same.
@@ -162,13 +174,7 @@ class Trainer:
                 "lower data.batch_size"
             )
         self.total_iterations = config.epochs * self.iterations_per_epoch
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=config.optim.lr,
-            betas=config.optim.betas,
-            eps=config.optim.eps,
-            weight_decay=config.optim.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model, config.optim)
         warmup = round(config.schedule.warmup_epochs * self.iterations_per_epoch)
         self.scheduler = build_scheduler(
             self.optimizer, self.total_iterations, warmup, config.schedule.warmup_start_factor, config.schedule.power
@@ -182,21 +188,11 @@ class Trainer:
 
     # --- construction -------------------------------------------------------------------------------------------
 
-    def _dataset(self, split: str, train: bool) -> RGBXDataset:
-        data = self.config.data
-        transform = (
-            TrainAugmentation(data.crop_size, data.scale_range, data.flip_prob, data.hsv_jitter, seed=self.config.seed)
-            if train
-            else None
-        )
-        modalities = dataset_modalities(data.x_modality)
-        return RGBXDataset(data.root, split, modalities, data.label_set, transform, self.normalization)
-
-    def _build_model(self) -> SegmentationModel:
+    def _build_model(self, num_classes: int) -> SegmentationModel:
         spec = self.config.model
         model = create_model(
             spec.name,
-            num_classes=self.train_set.num_classes,
+            num_classes=num_classes,
             weights=spec.weights,
             strict=spec.strict,
             backbone_weights=spec.backbone_weights,
@@ -205,6 +201,31 @@ class Trainer:
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def _input_spec(self, dataset_meta: DatasetMeta) -> tuple[InputSpec, str]:
+        """The inputs this run trains on: the model's (or the configured) convention, fed the configured modality."""
+        data = self.config.data
+        spec = get_input_spec(data.input_spec) if data.input_spec else self.model.input_spec
+        x_modality = data.x_modality or spec.x.name
+        if x_modality != "none":
+            spec = resolve_input_spec(spec, dataset_meta, x_modality)
+        multiple = spec.multiple
+        if any(side % multiple for side in data.crop_size):
+            raise ConfigError(
+                f"data.crop_size {list(data.crop_size)}: {self.model.model_name} needs multiples of {multiple}"
+            )
+        return spec, x_modality
+
+    def _dataset(self, split: str, train: bool) -> RGBXDataset:
+        data = self.config.data
+        transform = (
+            TrainAugmentation(data.crop_size, data.scale_range, data.flip_prob, data.hsv_jitter, seed=self.config.seed)
+            if train
+            else None
+        )
+        return RGBXDataset(
+            data.root, split, dataset_modalities(self.x_modality), data.label_set, transform, self.input_spec
+        )
 
     def _tensorboard(self) -> Any:
         try:
@@ -291,47 +312,51 @@ class Trainer:
         reseed(self.config.seed, self.ctx.rank, epoch)
         self.network.train()
         config = self.config
-        loss_sum, images, started = 0.0, 0, time.perf_counter()
+        trainable = [p for _, p in self.model.trainable_parameters()]
+        loss_sums = torch.zeros(1 + len(self.model.loss_terms), dtype=torch.float64)  # total, then each term
+        images, started = 0, time.perf_counter()
         bar = tqdm(
             self._loader(epoch), total=self.iterations_per_epoch, disable=not self.progress,
             desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
         )  # fmt: skip
         for batch in bar:
-            rgb, x = model_inputs(batch, config.data.x_modality, self.ctx.device)
+            rgb, x = model_inputs(batch, self.x_modality, self.ctx.device, self.model.x_channels)
             if config.channels_last:
                 rgb, x = (
                     rgb.contiguous(memory_format=torch.channels_last),
                     x.contiguous(memory_format=torch.channels_last),
                 )
-            label = batch["label"].to(self.ctx.device, non_blocking=True)
+            target = batch["label"].to(self.ctx.device, non_blocking=True) - 1  # void (label 0) → −1
             with autocast(self.ctx.device, self.amp_dtype):
-                logits = self.network(rgb, x)
-            loss = segmentation_loss(logits, label)
+                terms = self.network(rgb, x, target)
+            loss = total_loss(terms)
             self._check_finite(loss, epoch)
-            loss_value = loss.item()  # read once: the finiteness check has already waited for the forward pass
+            # read once: the finiteness check has already waited for the forward pass
+            values = torch.stack([loss, *terms.values()]).detach().float().cpu().double()
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if config.optim.grad_clip is not None:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
+                nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
             self.iteration += 1
             if self.ema is not None:
-                self.ema.update(self.model)
-            loss_sum += loss_value
+                self.ema.update()
+            loss_sums += values
             images += rgb.shape[0] * self.ctx.world_size
             if self.iteration % config.log_every == 0:
                 bar.set_postfix(
-                    loss=f"{loss_value:.4f}",
+                    loss=f"{values[0].item():.4f}",
                     lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                     img_s=f"{images / (time.perf_counter() - started):.2f}",
                 )
         seconds = time.perf_counter() - started
-        mean = torch.tensor(loss_sum / max(self.iterations_per_epoch, 1), device=self.ctx.device)  # NCCL: on GPU
-        mean_loss = all_reduce_mean(mean).item()
-        return {"train_loss": mean_loss, "seconds": seconds, "images_per_second": images / seconds}
+        means = (loss_sums / max(self.iterations_per_epoch, 1)).to(self.ctx.device)  # NCCL: on GPU
+        means = all_reduce_mean(means).tolist()
+        term_means = {f"loss_{name}": value for name, value in zip(self.model.loss_terms, means[1:], strict=True)}
+        return {"train_loss": means[0], **term_means, "seconds": seconds, "images_per_second": images / seconds}
 
     def validate(self) -> SegmentationMetrics:
         model = self.ema.module if self.ema is not None else self.model
@@ -341,7 +366,7 @@ class Trainer:
             num_classes=self.model.num_classes,
             class_names=self.metadata.class_names,
             protocol=EvalProtocol(scales=self.config.eval.scales, flip=self.config.eval.flip),
-            x_modality=self.config.data.x_modality,
+            x_modality=self.x_modality,
             batch_size=self.config.data.val_batch_size,
             progress=self.progress,
         )

@@ -1,4 +1,4 @@
-"""Reading RGB-D frames: image pairs, matched folders, videos / image sequences, and OpenCV depth cameras.
+"""Reading RGB-X frames: image pairs, matched folders, videos / image sequences, and OpenCV depth cameras.
 
 Images go through Pillow (16-bit PNGs stay lossless); videos and cameras need OpenCV, the ``camera`` extra.
 """
@@ -23,11 +23,12 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"})
 
 @dataclass
 class Frame:
-    """One RGB-D input: ``rgb`` (H, W, 3) uint8, ``depth`` (H, W) as stored (unit given separately)."""
+    """One RGB-X input: ``rgb`` (H, W, 3) uint8 and ``x``, the second modality as stored (a depth map's unit is
+    given separately)."""
 
     name: str
     rgb: np.ndarray
-    depth: np.ndarray
+    x: np.ndarray
     source: str = ""
     """Where the frame came from (files, stream and index), for error messages."""
 
@@ -40,18 +41,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return read_image(path, convert="RGB")
 
 
-def read_depth(path: str | Path) -> np.ndarray:
-    """A depth map as stored: 16-bit PNG → uint16, float TIFF → float32, ``.npy`` → its array (no unit applied)."""
+def read_modality(path: str | Path) -> np.ndarray:
+    """A second-modality map (depth, thermal, HHA…) as stored: 16-bit PNG → uint16, 8-bit → uint8, float TIFF →
+    float32, ``.npy`` → its array (no unit or normalisation applied)."""
     path = Path(path)
     if path.suffix != ".npy":
         return read_image(path)
     if not path.is_file():
-        raise FileNotFoundError(f"depth map not found: {path}")
+        raise FileNotFoundError(f"map not found: {path}")
     return np.load(path, allow_pickle=False)
 
 
-def pair_frames(rgb_path: str | Path, depth_path: str | Path) -> list[Frame]:
-    return [Frame(Path(rgb_path).stem, read_rgb(rgb_path), read_depth(depth_path), f"{rgb_path} + {depth_path}")]
+def pair_frames(rgb_path: str | Path, x_path: str | Path) -> list[Frame]:
+    return [Frame(Path(rgb_path).stem, read_rgb(rgb_path), read_modality(x_path), f"{rgb_path} + {x_path}")]
 
 
 def _files_by_stem(folder: Path, suffixes: frozenset[str], what: str) -> dict[str, Path]:
@@ -67,34 +69,34 @@ def _files_by_stem(folder: Path, suffixes: frozenset[str], what: str) -> dict[st
     return files
 
 
-def folder_pairs(rgb_dir: str | Path, depth_dir: str | Path) -> list[tuple[str, Path, Path]]:
-    """(name, rgb file, depth file) for every RGB image, matched to the depth map with the same file stem."""
+def folder_pairs(rgb_dir: str | Path, x_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """(name, rgb file, second-modality file) for every RGB image, matched to the map with the same file stem."""
     rgb_files = _files_by_stem(Path(rgb_dir), IMAGE_SUFFIXES, "RGB")
-    depth_files = _files_by_stem(Path(depth_dir), IMAGE_SUFFIXES | {".npy"}, "depth")
-    unmatched = [name for name in rgb_files if name not in depth_files]
+    x_files = _files_by_stem(Path(x_dir), IMAGE_SUFFIXES | {".npy"}, "second-modality")
+    unmatched = [name for name in rgb_files if name not in x_files]
     if unmatched:
         shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
         raise FileNotFoundError(
-            f"{len(unmatched)} RGB images in {rgb_dir} have no depth map with the same name in {depth_dir}: {shown}"
+            f"{len(unmatched)} RGB images in {rgb_dir} have no map with the same name in {x_dir}: {shown}"
         )
-    return [(name, path, depth_files[name]) for name, path in rgb_files.items()]
+    return [(name, path, x_files[name]) for name, path in rgb_files.items()]
 
 
 class FolderFrames(Sequence[Frame]):
     """Frames of two folders matched by file stem (``rgb/0001.jpg`` ↔ ``depth/0001.png``), read on access."""
 
-    def __init__(self, rgb_dir: str | Path, depth_dir: str | Path) -> None:
-        self.pairs = folder_pairs(rgb_dir, depth_dir)
+    def __init__(self, rgb_dir: str | Path, x_dir: str | Path) -> None:
+        self.pairs = folder_pairs(rgb_dir, x_dir)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Frame:  # type: ignore[override]
-        name, rgb_path, depth_path = self.pairs[index]
-        return Frame(name, read_rgb(rgb_path), read_depth(depth_path), f"{rgb_path} + {depth_path}")
+        name, rgb_path, x_path = self.pairs[index]
+        return Frame(name, read_rgb(rgb_path), read_modality(x_path), f"{rgb_path} + {x_path}")
 
 
-def _video_frames(path: Path, depth: bool) -> Iterator[np.ndarray]:
+def _video_frames(path: Path, colour: bool) -> Iterator[np.ndarray]:
     cv2 = require("cv2", "camera", "reading videos")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -104,7 +106,7 @@ def _video_frames(path: Path, depth: bool) -> Iterator[np.ndarray]:
             ok, frame = capture.read()
             if not ok:
                 return
-            if not depth:
+            if colour:
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             elif frame.ndim == 3 and (frame == frame[:, :, :1]).all():
                 yield frame[:, :, 0]  # grey video decoded as three equal channels
@@ -114,7 +116,7 @@ def _video_frames(path: Path, depth: bool) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def _sequence_frames(pattern: str, depth: bool) -> Iterator[np.ndarray]:
+def _sequence_frames(pattern: str, colour: bool) -> Iterator[np.ndarray]:
     """Files named by a printf pattern (``depth/%06d.png``), from index 0 or 1, until the first gap."""
     start = 0 if Path(pattern % 0).is_file() else 1
     if not Path(pattern % start).is_file():
@@ -123,13 +125,13 @@ def _sequence_frames(pattern: str, depth: bool) -> Iterator[np.ndarray]:
         path = Path(pattern % index)
         if not path.is_file():
             return
-        yield read_depth(path) if depth else read_rgb(path)
+        yield read_rgb(path) if colour else read_modality(path)
 
 
-def _stream(spec: str | Path, depth: bool) -> Iterator[np.ndarray]:
+def _stream(spec: str | Path, colour: bool) -> Iterator[np.ndarray]:
     spec = str(spec)
     if "%" in spec:
-        return _sequence_frames(spec, depth)
+        return _sequence_frames(spec, colour)
     path = Path(spec)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(
@@ -137,34 +139,34 @@ def _stream(spec: str | Path, depth: bool) -> Iterator[np.ndarray]:
         )
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
-    return _video_frames(path, depth)
+    return _video_frames(path, colour)
 
 
-def sequence_frames(rgb: str | Path, depth: str | Path) -> Iterator[Frame]:
+def sequence_frames(rgb: str | Path, x: str | Path) -> Iterator[Frame]:
     """Frames of a video or image-sequence pair, read in lock step; named by index.
 
     Lossy video codecs cannot carry 16-bit depth: store depth as a PNG sequence (``depth/%06d.png``); an 8-bit depth
     video is accepted only with an explicit depth scale.
     """
     sentinel = object()
-    for index, (rgb_frame, depth_frame) in enumerate(
-        itertools.zip_longest(_stream(rgb, False), _stream(depth, True), fillvalue=sentinel)
+    for index, (rgb_frame, x_frame) in enumerate(
+        itertools.zip_longest(_stream(rgb, True), _stream(x, False), fillvalue=sentinel)
     ):
-        if rgb_frame is sentinel or depth_frame is sentinel:
-            shorter = "RGB" if rgb_frame is sentinel else "depth"
+        if rgb_frame is sentinel or x_frame is sentinel:
+            shorter = "RGB" if rgb_frame is sentinel else "second-modality"
             warnings.warn(f"the {shorter} stream ended after {index} frames; the rest is ignored", stacklevel=2)
             return
-        yield Frame(f"{index:06d}", rgb_frame, depth_frame, f"frame {index} of {rgb} + {depth}")
+        yield Frame(f"{index:06d}", rgb_frame, x_frame, f"frame {index} of {rgb} + {x}")
 
 
-def open_frames(rgb: str | Path, depth: str | Path) -> Iterable[Frame]:
+def open_frames(rgb: str | Path, x: str | Path) -> Iterable[Frame]:
     """Frames from two paths of the same kind: image files, folders, videos or printf-pattern image sequences."""
-    rgb_path, depth_path = Path(rgb), Path(depth)
-    if rgb_path.is_dir() or depth_path.is_dir():
-        return FolderFrames(rgb_path, depth_path)
+    rgb_path, x_path = Path(rgb), Path(x)
+    if rgb_path.is_dir() or x_path.is_dir():
+        return FolderFrames(rgb_path, x_path)
     if rgb_path.suffix.lower() in IMAGE_SUFFIXES and "%" not in str(rgb):
-        return pair_frames(rgb_path, depth_path)
-    return sequence_frames(rgb, depth)
+        return pair_frames(rgb_path, x_path)
+    return sequence_frames(rgb, x)
 
 
 # --- depth cameras -----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from .visualize import label_image, overlay, prediction_panel, save_image
 
 OUTPUT_KINDS = ("labels", "overlay", "panel")
 """``labels/NAME.png``: palette PNG of dataset labels; ``overlay/NAME.EXT``: colours over the RGB;
-``panel/NAME.EXT``: RGB | depth colour map | prediction."""
+``panel/NAME.EXT``: RGB | second modality (depth as a colour map) | prediction."""
 
 
 @dataclass
@@ -47,7 +47,7 @@ def write_outputs(
         "labels": lambda: (label_image(prediction.labels, palette), ".png"),
         "overlay": lambda: (overlay(frame.rgb, prediction.labels, palette, alpha), image_suffix),
         "panel": lambda: (
-            prediction_panel(frame.rgb, segmenter.depth_in_mm(frame.depth, frame.source), prediction.labels, palette),
+            prediction_panel(frame.rgb, segmenter.x_picture(frame.x, frame.source), prediction.labels, palette),
             image_suffix,
         ),
     }
@@ -88,7 +88,7 @@ def predict_frames(
     with tqdm(total=total, unit="frame", desc="predict", disable=not progress) as bar:
         for batch in _batches(frames, batch_size):
             predictions = segmenter.predict_batch(
-                [f.rgb for f in batch], [f.depth for f in batch], sources=[f.source or f.name for f in batch]
+                [f.rgb for f in batch], [f.x for f in batch], sources=[f.source or f.name for f in batch]
             )
             for frame, prediction in zip(batch, predictions, strict=True):
                 summary.files += write_outputs(
@@ -131,9 +131,8 @@ def run_camera(
     palette = segmenter.class_set.palette_array()
     with tqdm(unit="frame", desc="camera", disable=not progress) as bar:
         for frame in frames:
-            prediction = segmenter.predict(frame.rgb, frame.depth)
-            depth_mm = segmenter.depth_in_mm(frame.depth, frame.source)
-            panel = prediction_panel(frame.rgb, depth_mm, prediction.labels, palette)
+            prediction = segmenter.predict(frame.rgb, frame.x)
+            panel = prediction_panel(frame.rgb, segmenter.x_picture(frame.x, frame.source), prediction.labels, palette)
             if out_dir is not None:
                 summary.files.append(save_image(panel, summary.out_dir / "panel" / f"{frame.name}{image_suffix}"))
             summary.frames += 1

@@ -1,4 +1,4 @@
-"""``Segmenter``: raw RGB-D frames in, dataset labels out (normalisation, depth units, valid sizes, devices)."""
+"""``Segmenter``: raw RGB-X frames in, dataset labels out (input spec, depth units, valid sizes, devices)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.classes import ClassSet
+from ..classes import ClassSet
+from ..inputs import ENCODINGS, InputSpec
+from ..metadata import WeightsMetadata
 from ..models.base import SegmentationModel
 from ..models.factory import create_model, load_model
 from ..models.layers import nearest_multiples, pad_to_multiple, resize
 from ..models.optimize import optimize_for_inference
-from ..normalization import Normalization
+from ..models.weights import PathLike, default_metadata
 from ..runtime import autocast, resolve_device, resolve_dtype, retain_freed_memory
-from ..weights import PathLike, WeightsMetadata, default_metadata
-from .depth import DEPTH_UNITS, DepthUnit, depth_to_mm, resolve_depth_unit
+from .depth import DepthUnit, depth_to_mm, resolve_depth_unit
+from .visualize import depth_colormap, modality_picture
 
 SizePolicy = Literal["pad", "resize"]
 ModelRunner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,20 +46,23 @@ class Prediction:
 
 
 class Segmenter:
-    """Runs a segmentation model on numpy RGB-D frames.
+    """Runs a segmentation model on numpy RGB-X frames: ``predict(rgb, x)``.
+
+    The second input is what the model's input spec names (``segmenter.input_spec.x``): a depth map in
+    ``depth_unit`` for metric-depth models, otherwise the modality's image as stored (8-bit thermal, HHA, …).
 
     Args:
         model: a :class:`SegmentationModel` or a registered model name (built with ``weights``).
         weights: checkpoint for a model given by name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA), via autocast.
-        depth_unit: what the depth maps you pass hold: ``"mm"``, ``"m"``, ``"sun-shifted"`` (raw SUN RGB-D PNGs) or a
-            number of millimetres per step; converted to the unit the weights were trained with.
+        depth_unit: for metric-depth models, what the depth maps you pass hold: ``"mm"``, ``"m"``, ``"sun-shifted"``
+            (raw SUN RGB-D PNGs) or a number of millimetres per step; converted to millimetres.
         size_policy: how frames whose H or W are not multiples of ``model.input_multiple`` are handled.
             ``"pad"`` (default) pads bottom/right with the normalised mean (0) and crops the logits back: every pixel
             is seen at its native scale. ``"resize"`` resizes to ``input_size`` (default: the nearest valid size;
             RGB bilinear, depth nearest so invalid pixels never blend) and resizes the logits back bilinearly —
             use it with ``input_size`` to run large camera frames at the training resolution.
-        normalization: overrides the weights' declared input normalisation.
+        input_spec: overrides the weights' declared inputs (same channels), e.g. another normalisation.
         optimize: run the inference form of the model (:func:`rgbxseg.models.optimize.optimize_for_inference`:
             folded normalisations, the reordered decoder, channels-last; with ``dtype`` bf16/fp16 the model's
             half-precision-tolerant parts run in that precision instead of autocasting everything), and let the
@@ -75,7 +80,7 @@ class Segmenter:
         depth_unit: str | float | DepthUnit = "mm",
         size_policy: SizePolicy = "pad",
         input_size: tuple[int, int] | None = None,
-        normalization: Normalization | None = None,
+        input_spec: InputSpec | None = None,
         optimize: bool = False,
         prepare_model: PrepareModel | None = None,
     ) -> None:
@@ -97,14 +102,12 @@ class Segmenter:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device)
         self.metadata: WeightsMetadata = model.weights_metadata or default_metadata(model)
-        self.normalization = normalization or self.metadata.normalization
-        model_unit = DEPTH_UNITS.get(self.normalization.depth_unit)
-        if model_unit is None or model_unit.decode is not None:
+        self.input_spec = input_spec or model.input_spec
+        if (self.input_spec.rgb.channels, self.input_spec.x.channels) != (3, model.x_channels):
             raise ValueError(
-                f"the normalisation {self.normalization.name!r} expects depth in {self.normalization.depth_unit!r}, "
-                f"which is not a linear unit of {', '.join(DEPTH_UNITS)}"
+                f"input spec {self.input_spec.name} declares {self.input_spec.rgb.channels} + "
+                f"{self.input_spec.x.channels} channels; {model.model_name} takes 3 + {model.x_channels}"
             )
-        self.model_mm_per_unit = model_unit.mm_per_unit
         self.depth_unit: DepthUnit = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size
@@ -127,9 +130,37 @@ class Segmenter:
         """Class names and palette (void first) of the weights."""
         return self.metadata.class_set
 
+    @property
+    def x_is_depth(self) -> bool:
+        """Whether the second input is metric depth (given in ``depth_unit``) rather than an image as stored."""
+        return self.input_spec.x.encoding == "metric_mm"
+
     def depth_in_mm(self, depth: np.ndarray, source: str = "depth") -> np.ndarray:
         """A depth map in this segmenter's ``depth_unit``, checked and converted to float32 millimetres."""
         return depth_to_mm(depth, self.depth_unit, source)
+
+    def stored_x(self, x: np.ndarray, source: str = "x") -> np.ndarray:
+        """The second input checked and converted to the stored values the input spec normalises, (H, W, C):
+        millimetres for metric depth, else the modality's image with the declared dtype and channels."""
+        spec = self.input_spec.x
+        if self.x_is_depth:
+            return self.depth_in_mm(x, source)[:, :, None]
+        expected = ENCODINGS[spec.encoding]
+        x = np.asarray(x)
+        x = x[:, :, None] if x.ndim == 2 else x
+        if x.ndim != 3 or x.shape[2] != expected.channels or x.dtype != np.dtype(expected.dtype):
+            raise ValueError(
+                f"{source}: the second input ({spec.name}) must be {spec.encoding} as stored: (H, W"
+                f"{', 3' if expected.channels == 3 else ''}) {expected.dtype} ({expected.description}); got "
+                f"{x.shape} {x.dtype}"
+            )
+        return x
+
+    def x_picture(self, x: np.ndarray, source: str = "x") -> np.ndarray:
+        """The second input as an (H, W, 3) uint8 picture for panels: depth as a colour map, else as stored."""
+        if self.x_is_depth:
+            return depth_colormap(self.depth_in_mm(x, source))
+        return modality_picture(self.stored_x(x, source))
 
     def _network_size(self, height: int, width: int) -> tuple[int, int]:
         if self.input_size is not None:
@@ -137,59 +168,60 @@ class Segmenter:
         multiple = self.model.input_multiple
         return tuple(min(nearest_multiples(side, multiple), key=lambda v: abs(v - side)) for side in (height, width))
 
-    def _inputs(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], sources: Sequence[str]) -> tuple:
+    def _inputs(self, rgbs: Sequence[np.ndarray], xs: Sequence[np.ndarray], sources: Sequence[str]) -> tuple:
         """Check, convert and normalise same-size frames into a batch on the device."""
-        rgb_batch, depth_batch = [], []
-        for rgb_frame, depth, source in zip(rgbs, depths, sources, strict=True):
+        rgb_batch, x_batch = [], []
+        for rgb_frame, x_frame, source in zip(rgbs, xs, sources, strict=True):
             rgb = np.asarray(rgb_frame)
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
                 raise ValueError(f"{source}: rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-            depth_mm = self.depth_in_mm(depth, source)
-            if depth_mm.shape != rgb.shape[:2]:
+            x = self.stored_x(x_frame, source)
+            if x.shape[:2] != rgb.shape[:2]:
                 raise ValueError(
-                    f"{source}: depth {depth_mm.shape[1]}×{depth_mm.shape[0]} and RGB {rgb.shape[1]}×{rgb.shape[0]} "
-                    "differ in size; register the depth to the colour camera (or resize it with nearest "
-                    "interpolation) so that pixels correspond"
+                    f"{source}: {self.input_spec.x.name} {x.shape[1]}×{x.shape[0]} and RGB {rgb.shape[1]}×"
+                    f"{rgb.shape[0]} differ in size; register the {self.input_spec.x.name} map to the colour camera "
+                    "(or resize it with nearest interpolation) so that pixels correspond"
                 )
             rgb_batch.append(torch.tensor(rgb).permute(2, 0, 1))  # a copy: Pillow arrays are read-only
-            depth_batch.append(torch.from_numpy(depth_mm / np.float32(self.model_mm_per_unit))[None])
-        rgb_tensor = self.normalization.normalize_rgb(torch.stack(rgb_batch).to(self.device))
-        depth_tensor = self.normalization.normalize_depth(torch.stack(depth_batch).to(self.device))
-        return rgb_tensor, depth_tensor
+            x_batch.append(torch.tensor(x).permute(2, 0, 1))
+        rgb_tensor = self.input_spec.rgb.normalize(torch.stack(rgb_batch).to(self.device))
+        x_tensor = self.input_spec.x.normalize(torch.stack(x_batch).to(self.device))
+        return rgb_tensor, x_tensor
 
     @torch.inference_mode()
-    def _logits(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    def _logits(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Network logits at the input's own H×W, whatever the model's size rule."""
         height, width = rgb.shape[-2:]
         if self.size_policy == "pad":
             rgb = pad_to_multiple(rgb, self.model.input_multiple)
-            depth = pad_to_multiple(depth, self.model.input_multiple)
+            x = pad_to_multiple(x, self.model.input_multiple)
         else:
             size = self._network_size(height, width)
             rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
-            depth = F.interpolate(depth, size=size, mode="nearest-exact")
+            x = F.interpolate(x, size=size, mode="nearest-exact")
         with autocast(self.device, self.autocast_dtype):
-            logits = self.run_model(rgb, depth)
+            logits = self.run_model(rgb, x)
         logits = logits.float()
         if self.size_policy == "pad":
             return logits[..., :height, :width]
         return resize(logits, (height, width))
 
-    def predict(self, rgb: np.ndarray, depth: np.ndarray, *, return_logits: bool = False) -> Prediction:
-        """Segment one frame: ``rgb`` (H, W, 3) uint8, ``depth`` (H, W) in ``depth_unit``."""
-        return self.predict_batch([rgb], [depth], return_logits=return_logits)[0]
+    def predict(self, rgb: np.ndarray, x: np.ndarray, *, return_logits: bool = False) -> Prediction:
+        """Segment one frame: ``rgb`` (H, W, 3) uint8 and the second input ``x`` (depth (H, W) in ``depth_unit``, or
+        the input spec's modality as stored)."""
+        return self.predict_batch([rgb], [x], return_logits=return_logits)[0]
 
     def predict_batch(
         self,
         rgbs: Sequence[np.ndarray],
-        depths: Sequence[np.ndarray],
+        xs: Sequence[np.ndarray],
         *,
         return_logits: bool = False,
         sources: Sequence[str] | None = None,
     ) -> list[Prediction]:
         """Segment several frames; frames of equal size run as one batch. ``sources`` name them in errors."""
-        if len(rgbs) != len(depths):
-            raise ValueError(f"{len(rgbs)} RGB images but {len(depths)} depth maps")
+        if len(rgbs) != len(xs):
+            raise ValueError(f"{len(rgbs)} RGB images but {len(xs)} {self.input_spec.x.name} maps")
         sources = sources or [f"frame {i}" for i in range(len(rgbs))]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for index, rgb in enumerate(rgbs):
@@ -197,10 +229,8 @@ class Segmenter:
         predictions: list[Prediction | None] = [None] * len(rgbs)
         label_dtype = np.uint8 if self.model.num_classes < 256 else np.uint16
         for indices in by_size.values():
-            rgb, depth = self._inputs(
-                [rgbs[i] for i in indices], [depths[i] for i in indices], [sources[i] for i in indices]
-            )
-            logits = self._logits(rgb, depth)
+            rgb, x = self._inputs([rgbs[i] for i in indices], [xs[i] for i in indices], [sources[i] for i in indices])
+            logits = self._logits(rgb, x)
             labels = (logits.argmax(1) + 1).to("cpu", torch.int32).numpy().astype(label_dtype)
             cpu_logits = logits.cpu().numpy() if return_logits else None
             for position, index in enumerate(indices):

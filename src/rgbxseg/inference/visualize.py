@@ -72,6 +72,17 @@ def depth_colormap(depth_mm: np.ndarray, max_depth_mm: float | None = None) -> n
     return image
 
 
+def modality_picture(values: np.ndarray) -> np.ndarray:
+    """A stored modality image (H, W, C) as an (H, W, 3) uint8 picture: 8-bit 3-channel images (HHA) as they are,
+    one channel (thermal) as grey stretched from its 1st to its 99th percentile."""
+    if values.ndim == 3 and values.shape[2] == 3 and values.dtype == np.uint8:
+        return values
+    grey = values.reshape(values.shape[0], values.shape[1], -1)[:, :, 0].astype(np.float32)
+    low, high = np.percentile(grey, (1, 99)) if grey.size else (0.0, 1.0)
+    scaled = np.clip((grey - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return np.repeat(scaled[:, :, None], 3, axis=2)
+
+
 def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     """Equal-height (H, W, 3) images in a row, separated by white gaps."""
     height = images[0].shape[0]
@@ -82,9 +93,9 @@ def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def prediction_panel(rgb: np.ndarray, depth_mm: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """RGB | depth colour map | prediction colours, one row."""
-    return side_by_side(rgb, depth_colormap(depth_mm), colorize_labels(labels, palette))
+def prediction_panel(rgb: np.ndarray, x_picture: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB | second modality (e.g. :func:`depth_colormap`) | prediction colours, one row."""
+    return side_by_side(rgb, x_picture, colorize_labels(labels, palette))
 
 
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}

@@ -1,24 +1,59 @@
-"""Models: backbones, fusion blocks, decoders, one module per method, and the registry."""
+"""Models: backbones, fusion blocks, decoders, one module per method, the registry and the checkpoints."""
 
 from . import asymformer  # noqa: F401  (registers the AsymFormer family)
-from .asymformer import AsymFormer
-from .base import SegmentationModel
+from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_TRAIN, AsymFormer
+from .base import ParamGroupRule, SegmentationModel
 from .factory import create_model, load_model
 from .layers import InputShapeError, InputSizeError, pad_to_multiple
-from .registry import MODELS, ModelSpec, PaperFacts, get_model_spec, list_models, register_model
+from .pretrained import BackboneMapping, PretrainedSource
+from .registry import (
+    INPUT_SPECS,
+    MODELS,
+    ModelSpec,
+    PaperFacts,
+    get_input_spec,
+    get_model_spec,
+    list_models,
+    register_input_spec,
+    register_model,
+)
+from .weights import (
+    CheckpointError,
+    CheckpointMismatchError,
+    LoadReport,
+    load_backbone_weights,
+    load_weights,
+    read_checkpoint,
+    save_weights,
+)
 
 __all__ = [
+    "ASYMFORMER_NYUV2_EVAL",
+    "ASYMFORMER_TRAIN",
+    "INPUT_SPECS",
     "MODELS",
     "AsymFormer",
+    "BackboneMapping",
+    "CheckpointError",
+    "CheckpointMismatchError",
     "InputShapeError",
     "InputSizeError",
+    "LoadReport",
     "ModelSpec",
     "PaperFacts",
+    "ParamGroupRule",
+    "PretrainedSource",
     "SegmentationModel",
     "create_model",
+    "get_input_spec",
     "get_model_spec",
     "list_models",
+    "load_backbone_weights",
     "load_model",
+    "load_weights",
     "pad_to_multiple",
+    "read_checkpoint",
+    "register_input_spec",
     "register_model",
+    "save_weights",
 ]

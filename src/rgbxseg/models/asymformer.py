@@ -18,6 +18,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ..inputs import DEFAULT_RGBD, IMAGENET_RGB, ChannelNormalization, InputSpec, ModalityInput
 from .backbones.convnext import (
     CONVNEXT_CONFIGS,
     ConvNeXtConfig,
@@ -26,11 +27,36 @@ from .backbones.convnext import (
     init_convnext_weights,
 )
 from .backbones.mit import MIT_CONFIGS, MiTConfig, mit_blocks, mit_patch_embed, mit_stage_norm, run_mit_stage
-from .base import BackboneMapping, SegmentationModel, StateDict
+from .base import SegmentationModel
 from .decoders import MLPDecoder
 from .fusion import CMA_ONLY, CONCAT, LAFS_CMA, LAFS_ONLY, SCC, SE_MHSA, FusionDesign
 from .layers import init_vit_weights
-from .registry import PaperFacts, register_model
+from .pretrained import BackboneMapping, PretrainedSource, StateDict
+from .registry import PaperFacts, register_input_spec, register_model
+
+NYUV2_RGB_MEAN = (0.4850042694973687, 0.41627756261047333, 0.3981809741523051)
+NYUV2_RGB_STD = (0.26415541082494515, 0.2728415392982039, 0.2831175140191598)
+
+ASYMFORMER_TRAIN = register_input_spec(
+    replace(
+        DEFAULT_RGBD,
+        name="asymformer_train",
+        multiple=32,
+        description="the official training code: ImageNet RGB statistics, depth mm/1000 with NYUv2 statistics",
+    )
+)
+"""The AsymFormer training convention: RGB ``/255`` with ImageNet mean/std; depth in millimetres ``/1000``, then
+``(d − 2.8424503515351494) / 0.9932836506164299``, invalid (0) pixels left unmasked. H and W multiples of 32."""
+
+ASYMFORMER_NYUV2_EVAL = register_input_spec(
+    replace(
+        ASYMFORMER_TRAIN,
+        name="asymformer_nyuv2_eval",
+        rgb=ModalityInput("rgb", "rgb", 3, ChannelNormalization(255.0, NYUV2_RGB_MEAN, NYUV2_RGB_STD)),
+        description="the official single-scale evaluation script (54.1 mIoU): NYUv2 RGB statistics",
+    )
+)
+"""The convention of the official single-scale evaluation script (NYUv2 RGB statistics), behind the 54.1 mIoU."""
 
 
 class AsymStage(nn.Module):
@@ -70,7 +96,7 @@ class AsymFormer(SegmentationModel):
         decoder_dim: MLP decoder width.
     """
 
-    x_channels = 1
+    input_spec: InputSpec = ASYMFORMER_TRAIN
     classifier_key = "Decoder.linear_pred.weight"
     # The ConvNeXt branch (27 of 36 GMACs) and the SCC fusion are robust in bf16; the MiT branch and the decoder,
     # cheap but sensitive, stay float32 (argmax agreement with float32 on the reference fixture: 99.5 % with these
@@ -126,16 +152,29 @@ class AsymFormer(SegmentationModel):
     def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
         return {
             "rgb": BackboneMapping(
-                convnext_to_asymformer,
-                re.compile(r"^down_sample_\d\.rgb_(stem|layer)\."),
-                "ImageNet ConvNeXt (convnext_tiny_1k_224_ema.pth, weights under 'model')",
+                convnext_to_asymformer, re.compile(r"^down_sample_\d\.rgb_(stem|layer)\."), CONVNEXT_T_IMAGENET
             ),
             "depth": BackboneMapping(
                 mit_to_asymformer,
                 re.compile(r"^down_sample_(\d\.depth_(layer|norm)|[234]\.depth_stem)\."),
-                "SegFormer ImageNet MiT (mit_b0.pth)",
+                MIT_B0_IMAGENET,
             ),
         }
+
+
+CONVNEXT_T_IMAGENET = PretrainedSource(
+    file_name="convnext_tiny_1k_224_ema.pth",
+    publisher="facebookresearch/ConvNeXt release, ImageNet-1k, EMA weights under 'model'",
+    covers="the ConvNeXt-T RGB branch (down_sample_k.rgb_stem / rgb_layer, 27,818,592 parameters)",
+    normalization=IMAGENET_RGB,
+)
+MIT_B0_IMAGENET = PretrainedSource(
+    file_name="mit_b0.pth",
+    publisher="NVlabs/SegFormer release, ImageNet-1k",
+    covers="the MiT-B0 depth branch (trained on RGB) except its 1-channel stage-1 stem, which stays random as in the "
+    "official code",
+    normalization=IMAGENET_RGB,
+)
 
 
 # --- checkpoint layouts ------------------------------------------------------------------------------------------

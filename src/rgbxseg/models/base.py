@@ -1,49 +1,89 @@
-"""The contract every segmentation model of the package follows."""
+"""The contract every segmentation model of the package follows.
+
+A model declares, besides its layers: its inputs (:class:`~rgbxseg.inputs.InputSpec`), its named outputs and which
+one is the prediction, its loss terms, its frozen parts and how they behave while training, and how its parameters
+split into optimiser groups. The training engine, the evaluator, the exporter, the benchmark and
+:class:`~rgbxseg.Segmenter` use only this contract, so a new method is one module in ``models/`` plus a config.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..inputs import InputSpec
 from .layers import InputShapeError, check_spatial_size, is_tracing, resize
+from .losses import cross_entropy
+from .pretrained import BackboneMapping, StateDict
 
 if TYPE_CHECKING:
-    from ..weights import WeightsMetadata
-
-StateDict = dict[str, torch.Tensor]
+    from ..metadata import WeightsMetadata
 
 
 @dataclass(frozen=True)
-class BackboneMapping:
-    """How an ImageNet backbone checkpoint initialises part of a model.
+class ParamGroupRule:
+    """Optimiser settings for the trainable parameters whose name matches ``pattern`` (``re.search``).
 
-    ``remap`` renames the checkpoint's keys to the model's (dropping what it does not use); every model key that
-    ``covers`` matches must then be provided, so a truncated or wrong file cannot half-initialise a branch.
+    ``lr_mult`` scales the base learning rate; ``weight_decay`` replaces the optimiser's (None keeps it). A parameter
+    takes the first rule it matches; the rest form the base group.
     """
 
-    remap: Callable[[Mapping[str, torch.Tensor]], StateDict]
-    covers: re.Pattern[str]
-    expected_file: str
+    pattern: str
+    lr_mult: float = 1.0
+    weight_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as err:
+            raise ValueError(f"parameter group pattern {self.pattern!r} is not a regular expression: {err}") from None
+        if self.lr_mult < 0 or (self.weight_decay is not None and self.weight_decay < 0):
+            raise ValueError(f"parameter group {self.pattern!r}: lr_mult and weight_decay must be ≥ 0")
+
+
+def _matches_path(patterns: Sequence[str], name: str) -> bool:
+    """Whether ``name`` or one of its ancestors (``a``, ``a.b``, … of ``a.b.c``) fully matches a pattern."""
+    if not patterns:
+        return False
+    parts = name.split(".")
+    return any(re.fullmatch(p, ".".join(parts[:end])) for end in range(1, len(parts) + 1) for p in patterns)
 
 
 class SegmentationModel(nn.Module):
-    """Base class: ``model(rgb, x)`` → logits (B, num_classes, H, W) at input resolution.
+    """Base class: ``model(rgb, x)`` → logits (B, num_classes, H, W) at input resolution (the prediction).
 
-    Subclasses implement :meth:`forward_decoder` (logits at the decoder's resolution, upsampled bilinearly by
-    :meth:`forward`), set ``input_multiple`` (H and W must be multiples of it), ``x_channels`` (channels of the second
-    modality) and ``classifier_key`` (state-dict key of the classifier weight, used to infer the class count of a
-    checkpoint), and may override :meth:`convert_checkpoint` for legacy layouts and
-    :meth:`pretrained_backbone_mappings` for ImageNet initialisation.
+    Subclasses implement :meth:`forward_decoder` (the prediction at the decoder's resolution), declare
+    ``input_spec`` and ``classifier_key`` (state-dict key of the classifier weight, from which a checkpoint's class
+    count is read), and override what differs from the defaults below:
+
+    * ``outputs`` / ``prediction_output`` and :meth:`forward_outputs`: every named output (default: one, ``out``);
+    * ``loss_terms`` and :meth:`loss`: named loss terms, summed by the trainer (default: cross-entropy, void ignored);
+    * ``frozen``: regular expressions of module (or parameter) names whose weights never train; ``frozen_train_mode``
+      says how those modules run while the model trains: ``"eval"`` (default: no dropout or drop path, fixed
+      BatchNorm statistics) or ``"train"`` (stochastic layers stay active; frozen BatchNorms still keep their
+      statistics); ``eval_in_training``: further modules that run in eval mode while training (their parameters
+      may still train, e.g. BatchNorms used as fixed affine maps);
+    * ``param_group_rules``: learning-rate multipliers and weight decay by parameter-name pattern;
+    * :meth:`convert_checkpoint` for legacy layouts and :meth:`pretrained_backbone_mappings` for initialisation.
     """
 
-    input_multiple: int = 32
-    x_channels: int = 1
+    input_spec: InputSpec
+    """The inputs the network takes. The class value is the architecture's convention; an instance carries the
+    convention of its weights (set by :func:`rgbxseg.create_model`), which may differ in normalisation or X modality."""
     classifier_key: str = ""
+    outputs: tuple[str, ...] = ("out",)
+    prediction_output: str = "out"
+    loss_terms: tuple[str, ...] = ("ce",)
+    frozen: tuple[str, ...] = ()
+    frozen_train_mode: Literal["eval", "train"] = "eval"
+    eval_in_training: tuple[str, ...] = ()
+    param_group_rules: tuple[ParamGroupRule, ...] = ()
     half_precision_modules: tuple[str, ...] = ()
     """Regular expressions of sub-module names that keep the argmax when run in bf16/fp16 (see
     :func:`rgbxseg.models.optimize.optimize_for_inference`)."""
@@ -51,44 +91,162 @@ class SegmentationModel(nn.Module):
     """The subset of ``half_precision_modules`` whose outputs feed only other half-precision modules: they hand
     their outputs on in half precision instead of casting them back to float32 (and their consumers back again)."""
     weights_metadata: WeightsMetadata | None = None
-    """Set by :func:`rgbxseg.create_model`: classes, palette and input normalisation of the loaded weights."""
+    """Set by :func:`rgbxseg.create_model`: classes, palette and inputs of the loaded weights."""
 
     def __init__(self, model_name: str, num_classes: int) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if self.prediction_output not in self.outputs:
+            raise ValueError(f"{model_name}: prediction output {self.prediction_output!r} is not in {self.outputs}")
         self.model_name = model_name
         self.num_classes = num_classes
+
+    # --- inputs -------------------------------------------------------------------------------------------------
+
+    @property
+    def x_channels(self) -> int:
+        """Channels of the second input (from the input spec)."""
+        return self.input_spec.x.channels
+
+    @property
+    def input_multiple(self) -> int:
+        """H and W must be multiples of this (from the input spec)."""
+        return self.input_spec.multiple
+
+    def use_input_spec(self, spec: InputSpec) -> None:
+        """Take the input convention of a set of weights; the network's channels and size rule must not change."""
+        own = self.input_spec
+        if (spec.rgb.channels, spec.x.channels, spec.multiple) != (own.rgb.channels, own.x.channels, own.multiple):
+            raise ValueError(
+                f"{self.model_name} takes {own.rgb.channels} + {own.x.channels} channels at multiples of "
+                f"{own.multiple}; input spec {spec.name} declares {spec.rgb.channels} + {spec.x.channels} at "
+                f"multiples of {spec.multiple}"
+            )
+        self.input_spec = spec
 
     def check_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> None:
         """Raise :class:`InputShapeError` with the fix when the inputs cannot go through the network."""
         if is_tracing():
             return
-        if rgb.ndim != 4 or rgb.shape[1] != 3:
-            raise InputShapeError(f"{self.model_name}: rgb must be (B, 3, H, W), got {tuple(rgb.shape)}")
+        rgb_name, x_name = self.input_spec.input_names
+        if rgb.ndim != 4 or rgb.shape[1] != self.input_spec.rgb.channels:
+            raise InputShapeError(
+                f"{self.model_name}: {rgb_name} must be (B, {self.input_spec.rgb.channels}, H, W), "
+                f"got {tuple(rgb.shape)}"
+            )
         if x.ndim != 4 or x.shape[1] != self.x_channels:
             raise InputShapeError(
-                f"{self.model_name}: the second input must be (B, {self.x_channels}, H, W), got {tuple(x.shape)}"
+                f"{self.model_name}: the second input ({x_name}) must be (B, {self.x_channels}, H, W), "
+                f"got {tuple(x.shape)}"
             )
         if rgb.shape[0] != x.shape[0] or rgb.shape[-2:] != x.shape[-2:]:
             raise InputShapeError(
-                f"{self.model_name}: rgb {tuple(rgb.shape)} and second input {tuple(x.shape)} differ in batch or H×W; "
-                "resize the depth/X map to the RGB image (nearest interpolation for depth) before the model."
+                f"{self.model_name}: {rgb_name} {tuple(rgb.shape)} and {x_name} {tuple(x.shape)} differ in batch or "
+                f"H×W; resize the {x_name} map to the RGB image (nearest interpolation for depth) before the model."
             )
         check_spatial_size(rgb.shape[-2], rgb.shape[-1], self.input_multiple, self.model_name)
 
+    # --- outputs and losses -------------------------------------------------------------------------------------
+
     def forward_decoder(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Logits at the decoder's resolution (e.g. H/4 × W/4), before the final upsampling."""
+        """The prediction's logits at the decoder's resolution (e.g. H/4 × W/4), before the final upsampling."""
         raise NotImplementedError
+
+    def forward_outputs(self, rgb: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every named output (``outputs``) at the decoder's resolution."""
+        return {self.prediction_output: self.forward_decoder(rgb, x)}
 
     def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.check_inputs(rgb, x)
         return resize(self.forward_decoder(rgb, x), rgb.shape[-2:])
+
+    def output_logits(self, rgb: torch.Tensor, x: torch.Tensor, output: str | None = None) -> torch.Tensor:
+        """Logits of the named output (default: the prediction) at input resolution."""
+        if output is None or output == self.prediction_output:
+            return self(rgb, x)
+        if output not in self.outputs:
+            raise ValueError(f"{self.model_name} has no output {output!r}; its outputs: {', '.join(self.outputs)}")
+        self.check_inputs(rgb, x)
+        return resize(self.forward_outputs(rgb, x)[output], rgb.shape[-2:])
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms (keys ``loss_terms``; the trainer minimises their sum) of ``forward_outputs`` against
+        ``target`` (B, H, W): class indices, void = −1. Default: cross-entropy of the upsampled prediction."""
+        logits = resize(outputs[self.prediction_output], target.shape[-2:])
+        return {"ce": cross_entropy(logits, target)}
+
+    # --- frozen parts -------------------------------------------------------------------------------------------
+
+    def is_frozen(self, name: str) -> bool:
+        """Whether the parameter, buffer or module ``name`` lies in a part declared ``frozen``."""
+        return _matches_path(self.frozen, name)
+
+    def freeze_declared(self) -> None:
+        """Stop gradients for every declared frozen parameter (idempotent; :func:`rgbxseg.create_model` calls it
+        once the weights are loaded)."""
+        for name, parameter in self.named_parameters():
+            if self.is_frozen(name):
+                parameter.requires_grad_(False)
+
+    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return ((name, p) for name, p in self.named_parameters() if p.requires_grad)
+
+    def trained_buffers(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Buffers that training may change (BatchNorm statistics outside frozen and eval-mode modules)."""
+        kept = {name for name, _ in self.modules_in_eval_while_training()}
+        return (
+            (name, buffer)
+            for name, buffer in self.named_buffers()
+            if not self.is_frozen(name) and name.rpartition(".")[0] not in kept
+        )
+
+    def modules_in_eval_while_training(self) -> Iterator[tuple[str, nn.Module]]:
+        """Modules that stay in eval mode while the model trains: frozen ones (all of them, or only their
+        BatchNorms under ``frozen_train_mode = "train"``) and those matching ``eval_in_training``."""
+        for name, module in self.named_modules():
+            if not name:
+                continue
+            frozen = self.is_frozen(name) and (self.frozen_train_mode == "eval" or isinstance(module, _BatchNorm))
+            if frozen or _matches_path(self.eval_in_training, name):
+                yield name, module
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """Training mode, except for the modules that the model keeps in eval mode (frozen or ``eval_in_training``)."""
+        super().train(mode)
+        if mode:
+            for _, module in self.modules_in_eval_while_training():
+                module.train(False)
+        return self
+
+    # --- optimisation -------------------------------------------------------------------------------------------
+
+    def param_groups(
+        self, lr: float, weight_decay: float, rules: Sequence[ParamGroupRule] | None = None
+    ) -> list[dict[str, Any]]:
+        """Optimiser parameter groups of the trainable parameters: the base group (``lr``, ``weight_decay``) and one
+        group per rule that matches any (``rules`` default to the model's ``param_group_rules``)."""
+        rules = self.param_group_rules if rules is None else tuple(rules)
+        members: list[list[nn.Parameter]] = [[] for _ in range(len(rules) + 1)]
+        for name, parameter in self.trainable_parameters():
+            index = next((i for i, rule in enumerate(rules) if re.search(rule.pattern, name)), -1)
+            members[index + 1 if index >= 0 else 0].append(parameter)
+        settings = [("base", lr, weight_decay)] + [
+            (rule.pattern, lr * rule.lr_mult, weight_decay if rule.weight_decay is None else rule.weight_decay)
+            for rule in rules
+        ]
+        return [
+            {"params": params, "lr": group_lr, "weight_decay": group_decay, "name": name}
+            for params, (name, group_lr, group_decay) in zip(members, settings, strict=True)
+            if params
+        ]
+
+    # --- checkpoints --------------------------------------------------------------------------------------------
 
     def convert_checkpoint(self, state: StateDict) -> StateDict:
         """Rename/reshape keys of older released layouts to the current one (identity by default)."""
         return state
 
     def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
-        """ImageNet backbone checkpoints this model can start from, by part name (none by default)."""
+        """Pretrained checkpoints this model can start from, by part name (none by default)."""
         return {}

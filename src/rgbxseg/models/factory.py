@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..weights import (
+from ..metadata import WeightsMetadata
+from .base import SegmentationModel
+from .registry import ModelSpec, get_model_spec, list_models
+from .weights import (
     CheckpointMismatchError,
     PathLike,
     StateDict,
-    WeightsMetadata,
     check_model_name,
     default_metadata,
     infer_num_classes,
@@ -17,8 +19,6 @@ from ..weights import (
     load_weights,
     read_checkpoint,
 )
-from .base import SegmentationModel
-from .registry import ModelSpec, get_model_spec, list_models
 
 
 def create_model(
@@ -37,13 +37,14 @@ def create_model(
         num_classes: classes without void; by default taken from the weights (metadata or classifier shape), else
             the model's default (40, NYUv2).
         weights: a checkpoint to load (our safetensors, the official release, a training checkpoint); strict by
-            default — see :func:`rgbxseg.weights.load_weights`.
+            default — see :func:`rgbxseg.models.weights.load_weights`.
         use_ema: load the EMA weights of a training checkpoint.
-        backbone_weights: ImageNet checkpoints per branch, e.g. ``{"rgb": "convnext_tiny_1k_224_ema.pth",
-            "depth": "mit_b0.pth"}``, applied before ``weights``.
+        backbone_weights: pretrained checkpoints per part, e.g. ``{"rgb": "convnext_tiny_1k_224_ema.pth",
+            "depth": "mit_b0.pth"}`` (see ``rgbxseg info NAME``), applied before ``weights``.
         kwargs: passed to the model constructor (e.g. drop-path rates).
 
-    The returned model is in training mode (call ``.eval()`` for inference) and carries ``weights_metadata``.
+    The returned model is in training mode (call ``.eval()`` for inference), its declared frozen parts are frozen,
+    and it carries ``weights_metadata`` and the ``input_spec`` of its weights.
     """
     spec = get_model_spec(name)  # an unknown name fails before any file is read
     checkpoint = read_checkpoint(weights, use_ema=use_ema) if weights is not None else None
@@ -77,6 +78,9 @@ def _build(
         load_backbone_weights(model, path, part)
     if state is not None:
         load_weights(model, state, strict=strict)
+    if metadata is not None:
+        model.use_input_spec(metadata.input_spec)
+    model.freeze_declared()
     model.weights_metadata = metadata or default_metadata(model)
     return model
 

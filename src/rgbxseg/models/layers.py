@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature map a backbone returns: its channels, its stride relative to the input and a name."""
+
+    channels: int
+    stride: int
+    name: str
+
+
+def pyramid_feature_info(channels: tuple[int, ...]) -> tuple[FeatureInfo, ...]:
+    """The usual four-stage pyramid: stage k (1-based) at stride 2^(k+1), i.e. 4, 8, 16, 32."""
+    return tuple(FeatureInfo(dim, 4 * 2**i, f"stage{i + 1}") for i, dim in enumerate(channels))
 
 
 class DropPath(nn.Module):

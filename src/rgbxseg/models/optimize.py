@@ -52,6 +52,7 @@ class InferenceModel(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model_name = model.model_name
         self.num_classes = model.num_classes
+        self.input_spec = model.input_spec
         self.input_multiple = model.input_multiple
         self.x_channels = model.x_channels
         self.weights_metadata = model.weights_metadata

@@ -1,4 +1,4 @@
-"""Registry of model names with their builders and the facts their papers report."""
+"""Registry of model names with their builders and the facts their papers report, and of named input conventions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..normalization import ASYMFORMER_TRAIN, Normalization
+from ..inputs import InputSpec
 from .base import SegmentationModel
 
 ModelBuilder = Callable[..., SegmentationModel]
@@ -47,7 +47,6 @@ class ModelSpec:
     summary: str
     paper: PaperFacts
     default_num_classes: int = 40
-    normalization: Normalization = ASYMFORMER_TRAIN
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -60,14 +59,13 @@ def register_model(
     summary: str,
     paper: PaperFacts,
     default_num_classes: int = 40,
-    normalization: Normalization = ASYMFORMER_TRAIN,
 ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator registering ``builder(num_classes=..., **kwargs) -> SegmentationModel`` under ``name``."""
 
     def decorator(builder: ModelBuilder) -> ModelBuilder:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, builder, summary, paper, default_num_classes, normalization)
+        _MODELS[name] = ModelSpec(name, builder, summary, paper, default_num_classes)
         return builder
 
     return decorator
@@ -88,18 +86,43 @@ def list_models() -> list[str]:
 
 
 def describe_model(name: str, num_classes: int | None = None) -> dict[str, Any]:
-    """Name, summary, measured parameter count and paper facts of a registered model.
+    """Name, summary, measured parameter counts (total and trainable), inputs and paper facts of a registered model.
 
     The model is built on the ``meta`` device: shapes only, no memory and no initialisation cost.
     """
     spec = get_model_spec(name)
     with torch.device("meta"):
         model = spec.builder(num_classes=num_classes or spec.default_num_classes)
+    model.freeze_declared()
     return {
         "name": name,
         "summary": spec.summary,
         "num_classes": model.num_classes,
         "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for _, p in model.trainable_parameters()),
         "input_multiple": model.input_multiple,
+        "input_spec": model.input_spec.to_dict(),
+        "outputs": list(model.outputs),
+        "prediction_output": model.prediction_output,
+        "pretrained": {part: m.source.describe() for part, m in model.pretrained_backbone_mappings().items()},
         "paper": spec.paper.to_dict(),
     }
+
+
+_INPUT_SPECS: dict[str, InputSpec] = {}
+INPUT_SPECS: Mapping[str, InputSpec] = MappingProxyType(_INPUT_SPECS)
+"""Named input conventions that configs and ``--input-spec`` can select (e.g. an official evaluation's)."""
+
+
+def register_input_spec(spec: InputSpec) -> InputSpec:
+    if spec.name in _INPUT_SPECS:
+        raise ValueError(f"input spec {spec.name!r} is registered twice")
+    _INPUT_SPECS[spec.name] = spec
+    return spec
+
+
+def get_input_spec(name: str) -> InputSpec:
+    try:
+        return _INPUT_SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown input spec {name!r}; registered: {', '.join(sorted(_INPUT_SPECS))}") from None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import NYUV2_40
+from ...classes import NYUV2_40
 from ..layout import DatasetMeta, LabelSetSpec, ModalitySpec, label_dir
 from ..writer import SampleData, fingerprint, write_dataset
 from .render import MAX_RANGE_M, MIN_RANGE_M, focal_px, render

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from ..classes import NYUV2_40
+from ...classes import NYUV2_40
 
 CLASS_ID = {name: index + 1 for index, name in enumerate(NYUV2_40.names)}
 DEPTH_ONLY_CLASS = "otherstructure"

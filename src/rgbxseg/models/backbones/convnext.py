@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..folding import fold_layernorm_affine, scale_linear_output
-from ..layers import DropPath, LayerNorm2d, drop_path_rates, init_vit_weights
+from ..layers import DropPath, LayerNorm2d, drop_path_rates, init_vit_weights, pyramid_feature_info
 
 
 @dataclass(frozen=True)
@@ -74,20 +74,24 @@ def convnext_downsampler(config: ConvNeXtConfig, stage: int, in_chans: int = 3) 
     )
 
 
-def convnext_stage(config: ConvNeXtConfig, stage: int) -> nn.Sequential:
+def convnext_stage(config: ConvNeXtConfig, stage: int, block_cls: type[ConvNeXtBlock] = ConvNeXtBlock) -> nn.Sequential:
     """The blocks of one stage, with stochastic depth rising linearly over the whole network."""
     rates = drop_path_rates(config.drop_path_rate, config.depths)[stage]
-    return nn.Sequential(*(ConvNeXtBlock(config.dims[stage], rate, config.layer_scale_init) for rate in rates))
+    return nn.Sequential(*(block_cls(config.dims[stage], rate, config.layer_scale_init) for rate in rates))
 
 
 class ConvNeXt(nn.Module):
-    """ConvNeXt feature extractor: four NCHW maps at strides 4, 8, 16, 32 (no final norm or head)."""
+    """ConvNeXt feature extractor: four NCHW maps at strides 4, 8, 16, 32 (no final norm or head), announced in
+    :attr:`feature_info`; ``block_cls`` replaces the blocks (e.g. a subclass with adapters)."""
 
-    def __init__(self, config: ConvNeXtConfig, in_chans: int = 3) -> None:
+    def __init__(
+        self, config: ConvNeXtConfig, in_chans: int = 3, block_cls: type[ConvNeXtBlock] = ConvNeXtBlock
+    ) -> None:
         super().__init__()
         self.config = config
+        self.feature_info = pyramid_feature_info(config.dims)
         self.downsample_layers = nn.ModuleList(convnext_downsampler(config, i, in_chans) for i in range(4))
-        self.stages = nn.ModuleList(convnext_stage(config, i) for i in range(4))
+        self.stages = nn.ModuleList(convnext_stage(config, i, block_cls) for i in range(4))
         self.apply(init_convnext_weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -8,7 +8,10 @@ Built for reuse without forks:
   modalities stacked along the batch with per-modality norms (GeminiFusion);
 * ``attention_cls`` lets a method subclass :class:`EfficientSelfAttention`, whose :meth:`~EfficientSelfAttention.attend`
   exposes the queries and the merged-head output before the projection, to add fusion or prompt branches
-  (GeminiFusion, DPLNet);
+  (GeminiFusion, DPLNet), and ``block_cls`` replaces the whole block;
+* every block passes an optional ``context`` (anything a method needs in every block, e.g. DPLNet's one shared prompt
+  tensor) from :meth:`MixTransformer.forward` / :func:`run_mit_stage` through the block to its attention;
+* :attr:`MixTransformer.feature_info` announces the channels and strides of the four outputs;
 * :meth:`MixTransformer.freeze` freezes the pretrained weights (DPLNet).
 """
 
@@ -16,12 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import DropPath, drop_path_rates, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
+from ..layers import (
+    DropPath,
+    drop_path_rates,
+    init_vit_weights,
+    map_to_tokens,
+    pyramid_feature_info,
+    split_heads,
+    tokens_to_map,
+)
 
 NormFactory = Callable[..., nn.Module]
 """Called as ``norm_layer(dim, eps=eps)``; ``nn.LayerNorm`` by default."""
@@ -132,7 +144,8 @@ class EfficientSelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads))
         return q, out.transpose(1, 2).reshape(B, N, C)
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: int, w: int, context: Any = None) -> torch.Tensor:
+        """``context``: what the model passes to every block (unused here; subclasses read it)."""
         return self.proj(self.attend(x, h, w)[1])
 
 
@@ -184,8 +197,8 @@ class MiTBlock(nn.Module):
         self.mlp = MixFFN(dim, dim * mlp_ratio)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), h, w))
+    def forward(self, x: torch.Tensor, h: int, w: int, context: Any = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), h, w, context))
         return x + self.drop_path(self.mlp(self.norm2(x), h, w))
 
 
@@ -202,11 +215,12 @@ def mit_blocks(
     stage: int,
     norm_layer: NormFactory = nn.LayerNorm,
     attention_cls: type[EfficientSelfAttention] = EfficientSelfAttention,
+    block_cls: type[MiTBlock] = MiTBlock,
 ) -> nn.ModuleList:
     """The transformer blocks of one stage, with stochastic depth rising linearly over the whole encoder."""
     dim = config.embed_dims[stage]
     return nn.ModuleList(
-        MiTBlock(
+        block_cls(
             dim,
             config.num_heads[stage],
             config.sr_ratios[stage],
@@ -226,10 +240,12 @@ def mit_stage_norm(config: MiTConfig, stage: int, norm_layer: NormFactory = nn.L
     return norm_layer(config.embed_dims[stage], eps=config.block_norm_eps)
 
 
-def run_mit_stage(blocks: nn.ModuleList, norm: nn.Module, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Blocks, then the stage norm; returns the NCHW map."""
+def run_mit_stage(
+    blocks: nn.ModuleList, norm: nn.Module, tokens: torch.Tensor, h: int, w: int, context: Any = None
+) -> torch.Tensor:
+    """Blocks (each given ``context``), then the stage norm; returns the NCHW map."""
     for block in blocks:
-        tokens = block(tokens, h, w)
+        tokens = block(tokens, h, w, context)
     return tokens_to_map(norm(tokens), h, w)
 
 
@@ -242,14 +258,16 @@ class MixTransformer(nn.Module):
         in_chans: int = 3,
         norm_layer: NormFactory = nn.LayerNorm,
         attention_cls: type[EfficientSelfAttention] = EfficientSelfAttention,
+        block_cls: type[MiTBlock] = MiTBlock,
     ) -> None:
         super().__init__()
         self.config = config
+        self.feature_info = pyramid_feature_info(config.embed_dims)
         for i in range(4):
             in_ch = in_chans if i == 0 else config.embed_dims[i - 1]
             self.add_module(f"patch_embed{i + 1}", mit_patch_embed(config, i, in_ch, norm_layer))
         for i in range(4):
-            self.add_module(f"block{i + 1}", mit_blocks(config, i, norm_layer, attention_cls))
+            self.add_module(f"block{i + 1}", mit_blocks(config, i, norm_layer, attention_cls, block_cls))
             self.add_module(f"norm{i + 1}", mit_stage_norm(config, i, norm_layer))
         self.apply(init_vit_weights)
 
@@ -257,12 +275,13 @@ class MixTransformer(nn.Module):
         """(patch embedding, blocks, stage norm) of stage ``i`` (0-based)."""
         return getattr(self, f"patch_embed{i + 1}"), getattr(self, f"block{i + 1}"), getattr(self, f"norm{i + 1}")
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, context: Any = None) -> list[torch.Tensor]:
+        """The four stage outputs (see :attr:`feature_info`); ``context`` reaches every block."""
         features = []
         for i in range(4):
             patch_embed, blocks, norm = self.stage(i)
             tokens, h, w = patch_embed(x)
-            x = run_mit_stage(blocks, norm, tokens, h, w)
+            x = run_mit_stage(blocks, norm, tokens, h, w, context)
             features.append(x)
         return features
 

@@ -1,4 +1,5 @@
-"""``rgbxseg demo``: the package's main job on its embedded default data, end to end on a CPU.
+"""``rgbxseg demo``: the package's main job on its embedded default data, end to end on a CPU — an application of
+training (:mod:`rgbxseg.engine`) and drawing (:mod:`rgbxseg.inference.visualize`) together.
 
 Generates synthetic indoor RGB-D scenes, trains AsymFormer B0-T on them from scratch, evaluates it, and writes colour
 predictions, training curves and a report. With ``compare_rgb_only`` the same network is also trained with its depth
@@ -18,14 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.dataset import RGBXDataset
-from ..data.synthetic import generate_synthetic_dataset
-from ..inference.visualize import colorize_labels, depth_colormap, label_image, save_image, side_by_side
-from ..io import atomic_write_path
-from ..models.base import SegmentationModel
-from .config import load_config
-from .evaluate import EvalProtocol, model_inputs, predict_scores
-from .train import TrainResult, train
+from .data.dataset import RGBXDataset
+from .data.synthetic import generate_synthetic_dataset
+from .engine.config import load_config
+from .engine.evaluate import EvalProtocol, model_inputs, predict_scores
+from .engine.train import TrainResult, train
+from .inference.visualize import colorize_labels, depth_colormap, label_image, save_image, side_by_side
+from .io import atomic_write_path
+from .models.base import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _write_predictions(
         tensors = {key: value[None] for key, value in dataset.to_tensors(raw).items() if key != "id"}
         columns = [raw["rgb"], depth_colormap(raw["depth"]), colorize_labels(raw["label"], palette)]
         for name, model in models.items():
-            rgb, x = model_inputs(tensors, RUNS[name], torch.device("cpu"))
+            rgb, x = model_inputs(tensors, RUNS[name], torch.device("cpu"), model.x_channels)
             with torch.inference_mode():
                 labels = (predict_scores(model.eval(), rgb, x, protocol).argmax(1)[0] + 1).numpy().astype(np.uint8)
             save_image(label_image(labels, palette), out / name / f"{raw['id']}.png")
@@ -129,8 +130,7 @@ def run_demo(
         result.runs[name] = train(config, progress=progress)
     models = {name: run.model for name, run in result.runs.items()}
     protocol = EvalProtocol(scales=config.eval.scales, flip=config.eval.flip)
-    normalization = models["rgbd"].weights_metadata.normalization
-    test_set = RGBXDataset(data, config.data.val_split, ("depth",), normalization=normalization)
+    test_set = RGBXDataset(data, config.data.val_split, ("depth",), input_spec=models["rgbd"].input_spec)
     _write_predictions(models, test_set, protocol, out / "predictions", preset.predictions)
     result.seconds = time.perf_counter() - started
     result.report = out / "demo_report.json"

@@ -1,12 +1,13 @@
-"""Weights I/O used by every command: official checkpoints, ImageNet backbones and our self-describing format.
+"""Checkpoints of the models: official releases, pretrained backbones and our self-describing format.
 
 * :func:`read_checkpoint` reads a ``.safetensors`` file (with our JSON metadata) or a PyTorch pickle with
   ``weights_only=True`` — a weights file can never run code — and unwraps the usual containers.
 * :func:`load_weights` fits a checkpoint to a model: wrapper prefixes stripped, legacy layouts converted *before*
   matching (the official loader filters first and silently loses the SCC keys), then a strict load that reports every
   missing, unexpected and mis-shaped key. ``strict=False`` loads what fits and returns the report.
-* :func:`save_weights` writes safetensors plus :class:`WeightsMetadata` (model, classes, palette, normalisation).
-* :func:`load_backbone_weights` initialises a branch from an ImageNet checkpoint (ConvNeXt, SegFormer MiT).
+* :func:`save_weights` writes safetensors plus :class:`~rgbxseg.metadata.WeightsMetadata` (model, classes, palette,
+  input spec).
+* :func:`load_backbone_weights` initialises a part of a model from a pretrained checkpoint (ConvNeXt, SegFormer MiT).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import __version__
-from .data.classes import CLASS_SETS, ClassSet, voc_palette
-from .io import atomic_write_path
-from .models.base import SegmentationModel, StateDict
-from .models.registry import get_model_spec
-from .normalization import Normalization
+from ..classes import CLASS_SETS, ClassSet, voc_palette
+from ..io import atomic_write_path, file_digest
+from ..metadata import WeightsMetadata
+from .base import SegmentationModel
+from .pretrained import StateDict
+from .registry import get_model_spec
 
 PathLike = str | os.PathLike[str]
 _METADATA_KEY = "rgbxseg"
@@ -43,56 +44,8 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint whose keys or shapes do not fit the model; the message lists them."""
 
 
-@dataclass(frozen=True)
-class WeightsMetadata:
-    """What a checkpoint needs to be used on new data without guessing."""
-
-    model: str
-    num_classes: int
-    class_names: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
-    normalization: Normalization
-    dataset: str = ""
-    description: str = ""
-    rgbxseg_version: str = __version__
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes + 1:
-            raise ValueError(
-                f"metadata for {self.model}: {self.num_classes} classes need {self.num_classes} names and "
-                f"{self.num_classes + 1} palette colours (void first), "
-                f"got {len(self.class_names)} and {len(self.palette)}"
-            )
-
-    @property
-    def class_set(self) -> ClassSet:
-        return ClassSet(self.dataset or self.model, self.class_names, self.palette)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "num_classes": self.num_classes,
-            "class_names": list(self.class_names),
-            "palette": [list(c) for c in self.palette],
-            "normalization": self.normalization.to_dict(),
-            "dataset": self.dataset,
-            "description": self.description,
-            "rgbxseg_version": self.rgbxseg_version,
-            "extra": dict(self.extra),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WeightsMetadata:
-        fields = dict(data)
-        fields["class_names"] = tuple(fields["class_names"])
-        fields["palette"] = tuple(tuple(int(v) for v in color) for color in fields["palette"])
-        fields["normalization"] = Normalization.from_dict(fields["normalization"])
-        return cls(**fields)
-
-
 def default_metadata(model: SegmentationModel, dataset: str = "") -> WeightsMetadata:
-    """Metadata for a model without any: its registered normalisation and the class set with its class count."""
+    """Metadata for a model without any: its input spec and the class set with its class count."""
     k = model.num_classes
     class_set = next((c for c in CLASS_SETS.values() if c.num_classes == k), None)
     if class_set is None:
@@ -102,7 +55,7 @@ def default_metadata(model: SegmentationModel, dataset: str = "") -> WeightsMeta
         num_classes=model.num_classes,
         class_names=class_set.names,
         palette=class_set.palette,
-        normalization=get_model_spec(model.model_name).normalization,
+        input_spec=model.input_spec,
         dataset=dataset or class_set.name,
     )
 
@@ -303,9 +256,11 @@ def infer_num_classes(model_name: str, state: Mapping[str, torch.Tensor]) -> int
 
 
 def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -> LoadReport:
-    """Initialise one branch of ``model`` from an ImageNet backbone checkpoint (e.g. ``part="rgb"``).
+    """Initialise one part of ``model`` from its pretrained checkpoint (e.g. ``part="rgb"``, see
+    :meth:`~rgbxseg.models.SegmentationModel.pretrained_backbone_mappings`).
 
-    Every model key of that branch must come from the file with the right shape; anything else raises.
+    A file whose SHA-256 differs from the published one is refused; every model key of the part must come from the
+    file with the right shape, else nothing is loaded.
     """
     mappings = model.pretrained_backbone_mappings()
     if part not in mappings:
@@ -313,15 +268,21 @@ def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -
             f"{model.model_name} has no pretrained backbone part {part!r}; parts: {', '.join(mappings) or 'none'}"
         )
     mapping = mappings[part]
+    expected = f"{mapping.source.file_name} ({mapping.source.publisher})"
+    if mapping.source.sha256 is not None and (digest := file_digest(path)) != mapping.source.sha256:
+        raise CheckpointMismatchError(
+            f"{path} has SHA-256 {digest}, not that of the published {expected}: {mapping.source.sha256}. "
+            "Use the original file."
+        )
     state, _ = read_checkpoint(path)
     mapped = mapping.remap(state)
     if not mapped:
-        raise CheckpointError(f"{path}: no tensor maps onto the {part} branch; expected {mapping.expected_file}")
+        raise CheckpointError(f"{path}: no tensor maps onto the {part} part; expected {expected}")
     report = compare_state_dict(model, mapped, str(path))
     report.missing = [k for k in report.missing if mapping.covers.match(k)]
     if not report.complete:
         raise CheckpointMismatchError(
-            report.describe() + f"\nExpected {mapping.expected_file} matching {model.model_name}. Nothing was loaded."
+            report.describe() + f"\nExpected {expected} matching {model.model_name}. Nothing was loaded."
         )
     model.load_state_dict(mapped, strict=False)
     return report

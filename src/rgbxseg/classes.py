@@ -1,15 +1,15 @@
-"""Class sets (names and colours) of the supported datasets. Label 0 is always void and drawn black."""
+"""Class sets (names and colours) of the supported datasets. Label 0 is always void and drawn black.
+
+A ground-floor module: models (weights metadata), data (preparation) and inference (colours) all use it.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .resources import nyuv2_resources
 
 
 def voc_palette(num_colors: int) -> list[tuple[int, int, int]]:
@@ -91,22 +91,15 @@ PST900_5 = _with_voc_palette("pst900_5", ("background", "fire-extinguisher", "ba
 """PST900 classes. The release's label 0 ("background") is a real class, so it is stored as 1 here."""
 
 CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (NYUV2_40, NYUV2_13, SUNRGBD_37, MFNET_9, PST900_5)}
-"""Class sets defined in code. The NYUv2-894 set is read from a packaged file: use :func:`get_class_set`."""
-
-
-@functools.cache
-def nyuv2_894() -> ClassSet:
-    """The 894 raw NYUv2 classes, names from ``allClassName`` of the packaged ``classMapping40.mat`` (needs scipy)."""
-    return _with_voc_palette("nyuv2_894", nyuv2_resources().names_894)
-
-
-_LAZY_CLASS_SETS: dict[str, Callable[[], ClassSet]] = {"nyuv2_894": nyuv2_894}
+"""Class sets defined in code. The NYUv2-894 set is read from a packaged file: :func:`rgbxseg.data.nyuv2_894`."""
 
 
 def get_class_set(name: str) -> ClassSet:
-    """Class set by name (``nyuv2_40``, ``nyuv2_13``, ``nyuv2_894``, ``sunrgbd_37``, ``mfnet_9``, ``pst900_5``)."""
-    if name in CLASS_SETS:
+    """Class set by name (``nyuv2_40``, ``nyuv2_13``, ``sunrgbd_37``, ``mfnet_9``, ``pst900_5``)."""
+    try:
         return CLASS_SETS[name]
-    if name in _LAZY_CLASS_SETS:
-        return _LAZY_CLASS_SETS[name]()
-    raise KeyError(f"unknown class set {name!r}; known: {sorted([*CLASS_SETS, *_LAZY_CLASS_SETS])}")
+    except KeyError:
+        raise KeyError(
+            f"unknown class set {name!r}; known: {', '.join(sorted(CLASS_SETS))} "
+            "(nyuv2_894 comes from the packaged NYUv2 mapping: rgbxseg.data.nyuv2_894())"
+        ) from None

@@ -1,0 +1,259 @@
+"""The model contract: every model declares its outputs, losses, frozen parts, parameter groups and inputs, and the
+engine honours them — for every registered model and for a toy model that needs all of it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+import rgbxseg
+from rgbxseg.cli import main
+from rgbxseg.engine.config import ConfigError, OptimConfig, load_config
+from rgbxseg.engine.distributed import CrossRankBatchNorm2d, convert_sync_batchnorm
+from rgbxseg.engine.objective import TrainingObjective, total_loss
+from rgbxseg.engine.optim import build_optimizer
+from rgbxseg.engine.train import ModelEMA, reseed
+from rgbxseg.models import ParamGroupRule, SegmentationModel
+from rgbxseg.models.layers import resize
+from toy_models import TOY_NAME, FrozenTwoHeadToy, register_toy
+
+Builder = Callable[[], SegmentationModel]
+MODELS: dict[str, Builder] = {name: (lambda name=name: rgbxseg.create_model(name, 5)) for name in rgbxseg.list_models()}
+MODELS["toy (frozen stem, eval)"] = lambda: _frozen(FrozenTwoHeadToy(5))
+MODELS["toy (frozen stem, train mode)"] = lambda: _frozen(FrozenTwoHeadToy(5, frozen_train_mode="train"))
+
+
+def _frozen(model: SegmentationModel) -> SegmentationModel:
+    model.freeze_declared()
+    return model
+
+
+def _batch(model: SegmentationModel, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    rgb, x = model.input_spec.example_inputs(batch, 64, 64, generator=generator)
+    target = torch.randint(-1, model.num_classes, (batch, 64, 64), generator=generator)
+    return rgb, x, target
+
+
+def _fixed_statistics(model: SegmentationModel) -> dict[str, torch.Tensor]:
+    """Buffers that must never move: those of frozen parts and of modules kept in eval mode."""
+    trained = {name for name, _ in model.trained_buffers()}
+    return {name: b.clone() for name, b in model.named_buffers() if name not in trained}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_one_step_moves_exactly_what_trains(name: str) -> None:
+    torch.manual_seed(0)
+    model = MODELS[name]().train()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.trainable_parameters()}
+    statistics = _fixed_statistics(model)
+    assert {n for n in frozen} == {n for n, _ in model.named_parameters() if model.is_frozen(n)}
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-3))
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for _, p in model.trainable_parameters()}, "the optimiser holds exactly what trains"
+
+    # 8 samples: stochastic depth (up to 0.3) practically never drops a whole block for all of them
+    terms = TrainingObjective(model)(*_batch(model, batch=8))
+    assert tuple(terms) == model.loss_terms
+    total_loss(terms).backward()
+    optimizer.step()
+
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n], value) for n, value in frozen.items()), "a frozen parameter moved"
+    buffers = dict(model.named_buffers())
+    assert all(torch.equal(buffers[n], value) for n, value in statistics.items()), "a fixed statistic moved"
+    unchanged = [n for n, value in trainable.items() if torch.equal(after[n], value)]
+    assert not unchanged, f"trainable parameters did not change: {unchanged[:5]}"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_prediction_is_the_declared_output_upsampled(name: str) -> None:
+    model = MODELS[name]().eval()
+    rgb, x, _ = _batch(model)
+    with torch.inference_mode():
+        outputs = model.forward_outputs(rgb, x)
+        assert tuple(outputs) == model.outputs
+        expected = resize(outputs[model.prediction_output], rgb.shape[-2:])
+        torch.testing.assert_close(model(rgb, x), expected, rtol=0, atol=0)
+        for output in model.outputs:
+            torch.testing.assert_close(
+                model.output_logits(rgb, x, output), resize(outputs[output], rgb.shape[-2:]), rtol=0, atol=0
+            )
+
+
+def test_frozen_parts_run_as_declared_while_training() -> None:
+    """Frozen parts stay in eval mode by default (no dropout, fixed BatchNorm); a model may keep their stochastic
+    layers active (KTB's drop path in its frozen Swin) — its frozen BatchNorms still never move."""
+    rgb, x, _ = _batch(FrozenTwoHeadToy(5))
+    for mode, stochastic in (("eval", False), ("train", True)):
+        model = _frozen(FrozenTwoHeadToy(5, frozen_train_mode=mode)).train()
+        assert model.neck[1].training and not model.stem[1].training
+        assert model.stem[3].training is stochastic
+        with torch.no_grad():
+            first, second = model.stem(torch.cat((rgb, x), 1)), model.stem(torch.cat((rgb, x), 1))
+        assert torch.equal(first, second) is not stochastic
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model.stem(torch.cat((rgb, x), 1)), model.stem(torch.cat((rgb, x), 1)))
+
+
+def test_param_groups_follow_the_rules_of_the_model_or_the_config() -> None:
+    model = _frozen(FrozenTwoHeadToy(5))
+    groups = {group["name"]: group for group in model.param_groups(lr=0.1, weight_decay=0.01)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    members = {key: sorted(names[id(p)] for p in group["params"]) for key, group in groups.items()}
+    assert members == {
+        "base": ["main_head.weight", "neck.0.weight", "neck.1.weight"],
+        r"^aux_head\.": ["aux_head.bias", "aux_head.weight"],
+        r"\.bias$": ["main_head.bias", "neck.0.bias", "neck.1.bias"],
+    }
+    assert (groups[r"^aux_head\."]["lr"], groups[r"^aux_head\."]["weight_decay"]) == (pytest.approx(1.0), 0.01)
+    assert (groups[r"\.bias$"]["lr"], groups[r"\.bias$"]["weight_decay"]) == (0.1, 0.0)
+    single = model.param_groups(lr=0.1, weight_decay=0.01, rules=())
+    assert len(single) == 1 and len(single[0]["params"]) == 8
+
+    sgd = build_optimizer(model, OptimConfig(name="sgd", lr=0.04, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["lr"] == 0.04
+    with pytest.raises(ConfigError, match="optim.name: 'lion' is not one of adamw, sgd"):
+        build_optimizer(model, OptimConfig(name="lion"))
+    with pytest.raises(ValueError, match="not a regular expression"):
+        ParamGroupRule("(")
+
+
+def test_ema_averages_only_what_trains_and_shares_frozen_weights() -> None:
+    model = _frozen(FrozenTwoHeadToy(5)).train()
+    ema = ModelEMA(model, decay=0.5)
+    assert ema.module.stem[0].weight is model.stem[0].weight, "frozen weights are shared, not copied"
+    assert ema.module.stem[1].running_mean is model.stem[1].running_mean
+    assert ema.module.neck[0].weight is not model.neck[0].weight
+    assert len(ema.pairs) == 8 + 3  # trainable parameters + the buffers of the neck BatchNorm
+    before = ema.module.neck[0].weight.detach().clone()
+    with torch.no_grad():
+        model.neck[0].weight.add_(1.0)
+    ema.update()
+    torch.testing.assert_close(ema.module.neck[0].weight, before + 0.5)
+
+
+def test_sync_batchnorm_leaves_fixed_batchnorms_alone() -> None:
+    model = _frozen(FrozenTwoHeadToy(5))
+    fixed = {name for name, _ in model.modules_in_eval_while_training()}
+    convert_sync_batchnorm(model, torch.device("cpu"), keep=fixed)
+    assert type(model.stem[1]) is nn.BatchNorm2d
+    assert type(model.neck[1]) is CrossRankBatchNorm2d
+
+
+def test_info_reports_total_and_trainable_parameters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_toy(monkeypatch)
+    assert main(["info", TOY_NAME, "--num-classes", "5", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    model = _frozen(FrozenTwoHeadToy(5))
+    assert row["params"] == sum(p.numel() for p in model.parameters()) == 520 + 16 + 72 + 16 + 2 * 45
+    assert row["trainable_params"] == row["params"] - 520 - 16
+    assert row["outputs"] == ["main", "aux"] and row["prediction_output"] == "main"
+    assert main(["info", "asymformer_b0_t"]) == 0
+    printed = capsys.readouterr().out
+    assert "33,059,576 total" in printed and "33,059,576 trainable" in printed
+    assert "pretrained rgb: convnext_tiny_1k_224_ema.pth" in printed and "inputs: asymformer_train" in printed
+
+
+@pytest.fixture(scope="module")
+def thermal_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An RGB-thermal dataset in the MFNet layout (RGB + thermal in four channels), imported into the canonical one."""
+    src = tmp_path_factory.mktemp("mfnet") / "ir_seg_dataset"
+    rng = np.random.default_rng(0)
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    for split, count in (("train", 8), ("val", 2), ("test", 2)):
+        stems = [f"{split}{i:02d}" for i in range(count)]
+        (src / f"{split}.txt").write_text("\n".join(stems) + "\n")
+        for stem in stems:
+            labels = rng.integers(0, 9, (32, 48), dtype=np.uint8)
+            thermal = (labels * 28).astype(np.uint8)  # the labels are visible in the thermal channel only
+            rgba = np.dstack([rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), thermal])
+            Image.fromarray(rgba).save(src / "images" / f"{stem}.png")
+            Image.fromarray(labels).save(src / "labels" / f"{stem}.png")
+    rgbxseg.data.import_mfnet(src, src.parent / "mfnet", progress=False)
+    return src.parent / "mfnet"
+
+
+def test_toy_model_trains_on_thermal_through_the_cli_with_sgd(
+    thermal_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model the engine has never seen — frozen part, two outputs, SGD, thermal as X — trains through
+    ``rgbxseg train``; its weights then record the thermal input, and eval, predict and export follow it."""
+    register_toy(monkeypatch)
+    config = {
+        "model": {"name": TOY_NAME},
+        "data": {"root": str(thermal_scenes), "x_modality": "thermal", "val_split": "test", "crop_size": [32, 48],
+                 "scale_range": [1.0, 1.0], "batch_size": 4, "val_batch_size": 2, "workers": 0},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+        "schedule": {"warmup_epochs": 0},
+        "epochs": 3, "checkpoint_every": 1, "seed": 1, "output_dir": str(tmp_path / "run"),
+    }  # fmt: skip
+    config_path = tmp_path / "toy.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(config_path), "--quiet"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {"train_loss", "loss_main", "loss_aux"} <= set(rows[0])
+    for row in rows:
+        assert float(row["train_loss"]) == pytest.approx(float(row["loss_main"]) + float(row["loss_aux"]), rel=1e-6)
+    assert float(rows[-1]["loss_main"]) < float(rows[0]["loss_main"])
+
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert len(state["optimizer"]["state"]) == 8, "SGD holds momentum for the 8 trainable tensors only"
+    reseed(1, 0, None)
+    initial = FrozenTwoHeadToy(9)
+    assert all(torch.equal(state["model"][n], p) for n, p in initial.named_parameters() if n.startswith("stem."))
+    assert all(torch.equal(state["model"][n], b) for n, b in initial.named_buffers() if n.startswith("stem."))
+
+    model = rgbxseg.load_model(run / "model.safetensors")
+    assert model.input_spec.x.name == "thermal" and model.input_spec.x.encoding == "thermal_8bit"
+    assert model.input_spec.name == "toy_rgbd+thermal" and not model.stem[0].weight.requires_grad
+
+    report = tmp_path / "aux.json"
+    weights = str(run / "model.safetensors")
+    assert main(["eval", "--weights", weights, "--data", str(thermal_scenes), "--output", "aux", "--quiet",
+                 "--json", str(report)]) == 0  # fmt: skip
+    protocol = json.loads(report.read_text())["protocol"]
+    assert protocol["scored_output"] == "aux" and protocol["x_modality"] == "thermal"
+    assert "scored output: aux" in capsys.readouterr().out
+    assert main(["eval", "--weights", weights, "--data", str(thermal_scenes), "--output", "ens", "--quiet"]) == 2
+    assert "has no output 'ens'; its outputs: main, aux" in capsys.readouterr().err
+
+    frame = thermal_scenes / "rgb" / "test00.png", thermal_scenes / "thermal" / "test00.png"
+    out = tmp_path / "pred"
+    argv = ["predict", "--weights", weights, "--rgb", str(frame[0]), "--x", str(frame[1]), "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert (out / "labels" / "test00.png").is_file() and (out / "panel" / "test00.jpg").is_file()
+    segmenter = rgbxseg.Segmenter(model)
+    with pytest.raises(ValueError, match=r"second input \(thermal\) must be thermal_8bit as stored: \(H, W\) uint8"):
+        segmenter.predict(np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48), np.uint16))
+
+    onnx_path = tmp_path / "toy.onnx"
+    assert main(["export", "onnx", "--weights", weights, "--out", str(onnx_path), "--height", "32", "--width", "48",
+                 "--exporter", "legacy"]) == 0  # fmt: skip
+    onnx = pytest.importorskip("onnx")
+    assert [i.name for i in onnx.load(str(onnx_path)).graph.input] == ["rgb", "thermal"]
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"optim\.param_groups: parameter group pattern '\(' is not a regular"):
+        load_config("synthetic_quick", ["optim.param_groups=[{pattern: '('}]"])
+    config = load_config("synthetic_quick", ["optim.param_groups=[{pattern: decoder, lr_mult: 10}]"])
+    assert config.optim.param_groups == (ParamGroupRule("decoder", lr_mult=10.0),)
