@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -186,14 +187,16 @@ def test_training_is_unchanged_by_the_model_contract(run: str, synthetic_scenes:
     model contract (AdamW over all parameters, loss outside the model). Bit identity needs the recording's torch,
     CPU model and thread count; elsewhere floating-point kernels differ, and the losses must agree closely."""
     assert FINGERPRINT["synthetic_scenes"] == {"num_train": 24, "num_test": 8, "height": 96, "width": 128, "seed": 3}
-    threads = 2
-    record = next(r for r in FINGERPRINT["records"] if r["threads"] == threads)
+    (record,) = FINGERPRINT["records"]
     recorded = record["runs"][run]
     overrides = [f"data.root={synthetic_scenes}", f"output_dir={tmp_path / run}", *recorded["overrides"]]
-    with torch_threads(threads):
+    with torch_threads(record["threads"]):
         result = train(load_config(FINGERPRINT["config"], overrides), progress=False)
     machine = (torch.__version__, torch.backends.cpu.get_cpu_capability(), _cpu_model())
     if machine == (record["torch"], record["cpu_capability"], record["cpu_model"]):
         assert _weights_sha256(result.weights) == recorded["weights_sha256"]
+    else:
+        recorded_on = (record["torch"], record["cpu_capability"], record["cpu_model"])
+        warnings.warn(f"bit identity not checked: recorded on {recorded_on}, this is {machine}", stacklevel=1)
     losses = [row["train_loss"] for row in result.history]
     assert losses == pytest.approx(recorded["train_loss"], rel=1e-2 if run == "bf16" else 1e-3)

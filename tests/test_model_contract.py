@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,10 +21,18 @@ import rgbxseg
 from rgbxseg.cli import main
 from rgbxseg.engine.config import ConfigError, OptimConfig, load_config
 from rgbxseg.engine.distributed import CrossRankBatchNorm2d, convert_sync_batchnorm
+from rgbxseg.engine.evaluate import evaluate_weights
 from rgbxseg.engine.objective import TrainingObjective, total_loss
 from rgbxseg.engine.optim import build_optimizer
-from rgbxseg.engine.train import ModelEMA, reseed
-from rgbxseg.models import ParamGroupRule, SegmentationModel
+from rgbxseg.engine.train import ModelEMA, reseed, train
+from rgbxseg.io import file_digest
+from rgbxseg.models import (
+    BackboneMapping,
+    CheckpointMismatchError,
+    ParamGroupRule,
+    PretrainedSource,
+    SegmentationModel,
+)
 from rgbxseg.models.layers import resize
 from toy_models import TOY_NAME, FrozenTwoHeadToy, register_toy
 
@@ -44,10 +54,18 @@ def _batch(model: SegmentationModel, batch: int = 2) -> tuple[torch.Tensor, torc
     return rgb, x, target
 
 
-def _fixed_statistics(model: SegmentationModel) -> dict[str, torch.Tensor]:
-    """Buffers that must never move: those of frozen parts and of modules kept in eval mode."""
-    trained = {name for name, _ in model.trained_buffers()}
-    return {name: b.clone() for name, b in model.named_buffers() if name not in trained}
+EXPECTED_FROZEN = {"toy (frozen stem, eval)": ("stem.",), "toy (frozen stem, train mode)": ("stem.",)}
+"""Parameter-name prefixes each model freezes (none for the others); a model that starts freezing parts must say so."""
+
+
+def _batchnorms(model: SegmentationModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Running means of the BatchNorms whose parameters are all frozen, and of the others."""
+    fixed, moving = {}, {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in module.parameters())
+            (fixed if frozen else moving)[name] = module.running_mean.clone()
+    return fixed, moving
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -56,8 +74,8 @@ def test_one_step_moves_exactly_what_trains(name: str) -> None:
     model = MODELS[name]().train()
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in model.trainable_parameters()}
-    statistics = _fixed_statistics(model)
-    assert {n for n in frozen} == {n for n, _ in model.named_parameters() if model.is_frozen(n)}
+    assert set(frozen) == {n for n, _ in model.named_parameters() if n.startswith(EXPECTED_FROZEN.get(name, ()))}
+    fixed_bn, moving_bn = _batchnorms(model)
     optimizer = build_optimizer(model, OptimConfig(lr=1e-3))
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert in_optimizer == {id(p) for _, p in model.trainable_parameters()}, "the optimiser holds exactly what trains"
@@ -70,10 +88,22 @@ def test_one_step_moves_exactly_what_trains(name: str) -> None:
 
     after = dict(model.named_parameters())
     assert all(torch.equal(after[n], value) for n, value in frozen.items()), "a frozen parameter moved"
-    buffers = dict(model.named_buffers())
-    assert all(torch.equal(buffers[n], value) for n, value in statistics.items()), "a fixed statistic moved"
     unchanged = [n for n, value in trainable.items() if torch.equal(after[n], value)]
     assert not unchanged, f"trainable parameters did not change: {unchanged[:5]}"
+    fixed_after, moving_after = _batchnorms(model)
+    assert all(torch.equal(fixed_after[n], v) for n, v in fixed_bn.items()), "a frozen BatchNorm's statistics moved"
+    assert all(not torch.equal(moving_after[n], v) for n, v in moving_bn.items()), "a trained BatchNorm kept its stats"
+
+
+@pytest.mark.parametrize("name", rgbxseg.list_models())
+def test_pretrained_sources_agree_with_what_the_model_freezes(name: str) -> None:
+    with torch.device("meta"):
+        model = rgbxseg.get_model_spec(name).builder(num_classes=5)
+    model.freeze_declared()
+    for part, mapping in model.pretrained_backbone_mappings().items():
+        covered = [p for n, p in model.named_parameters() if mapping.covers.match(n)]
+        assert covered, f"{part}: its pattern covers no parameter"
+        assert all(p.requires_grad is not mapping.source.frozen for p in covered), part
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -89,6 +119,28 @@ def test_prediction_is_the_declared_output_upsampled(name: str) -> None:
             torch.testing.assert_close(
                 model.output_logits(rgb, x, output), resize(outputs[output], rgb.shape[-2:]), rtol=0, atol=0
             )
+
+
+def test_declarations_that_name_nothing_or_an_unknown_mode_are_errors() -> None:
+    model = FrozenTwoHeadToy(5)
+    model.frozen = (r"steem",)
+    with pytest.raises(ValueError, match=r"frozen patterns \['steem'\] name no module"):
+        model.freeze_declared()
+    model = FrozenTwoHeadToy(5, frozen_train_mode="Train")
+    with pytest.raises(ValueError, match="frozen_train_mode must be one of"):
+        model.train()
+
+
+def test_parameters_frozen_by_hand_count_as_frozen() -> None:
+    """What is frozen is read from requires_grad: a backbone frozen with ``freeze()`` or by hand behaves like one
+    declared frozen; a half-frozen BatchNorm still trains its statistics."""
+    model = FrozenTwoHeadToy(5)
+    model.neck.requires_grad_(False)
+    model.main_head.bias.requires_grad_(False)
+    assert {"neck", "neck.0", "neck.1", "neck.2"} <= model.frozen_modules()
+    assert "main_head" not in model.frozen_modules()
+    assert not model.train().neck[1].training
+    assert {n for n, _ in model.trained_buffers()} >= {"stem.1.running_mean"}, "the stem was not frozen here"
 
 
 def test_frozen_parts_run_as_declared_while_training() -> None:
@@ -146,10 +198,28 @@ def test_ema_averages_only_what_trains_and_shares_frozen_weights() -> None:
 
 def test_sync_batchnorm_leaves_fixed_batchnorms_alone() -> None:
     model = _frozen(FrozenTwoHeadToy(5))
+    model.neck[1].weight.requires_grad_(False)  # half frozen: its statistics still train
     fixed = {name for name, _ in model.modules_in_eval_while_training()}
     convert_sync_batchnorm(model, torch.device("cpu"), keep=fixed)
     assert type(model.stem[1]) is nn.BatchNorm2d
     assert type(model.neck[1]) is CrossRankBatchNorm2d
+    assert not model.neck[1].weight.requires_grad and model.neck[1].bias.requires_grad
+    with pytest.raises(ValueError, match=r"sync_bn on the CPU handles BatchNorm2d only; bn is a BatchNorm1d"):
+        convert_sync_batchnorm(nn.Sequential(OrderedDict(bn=nn.BatchNorm1d(4))), torch.device("cpu"))
+
+
+def test_a_pretrained_file_with_another_digest_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = FrozenTwoHeadToy(5)
+    path = tmp_path / "stem.pth"
+    torch.save({f"0.{k}": v for k, v in model.stem[0].state_dict().items()}, path)
+    source = PretrainedSource("stem.pth", "tests", "the stem conv", sha256=file_digest(path), frozen=True)
+    remap = lambda state: {f"stem.{k}": v for k, v in state.items()}  # noqa: E731
+    mapping = BackboneMapping(remap, re.compile(r"stem\.0\."), source)
+    monkeypatch.setattr(FrozenTwoHeadToy, "pretrained_backbone_mappings", lambda self: {"stem": mapping})
+    assert rgbxseg.load_backbone_weights(model, path, "stem").loaded_params == 4 * 8 * 16 + 8
+    torch.save({"0.weight": torch.zeros(8, 4, 4, 4), "0.bias": torch.zeros(8)}, path)
+    with pytest.raises(CheckpointMismatchError, match=r"stem\.pth has SHA-256 [0-9a-f]{64}, not that of the published"):
+        rgbxseg.load_backbone_weights(model, path, "stem")
 
 
 def test_info_reports_total_and_trainable_parameters(
@@ -195,16 +265,17 @@ def test_toy_model_trains_on_thermal_through_the_cli_with_sgd(
     ``rgbxseg train``; its weights then record the thermal input, and eval, predict and export follow it."""
     register_toy(monkeypatch)
     config = {
-        "model": {"name": TOY_NAME},
         "data": {"root": str(thermal_scenes), "x_modality": "thermal", "val_split": "test", "crop_size": [32, 48],
                  "scale_range": [1.0, 1.0], "batch_size": 4, "val_batch_size": 2, "workers": 0},
         "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
         "schedule": {"warmup_epochs": 0},
-        "epochs": 3, "checkpoint_every": 1, "seed": 1, "output_dir": str(tmp_path / "run"),
+        "model": {"name": TOY_NAME, "kwargs": {"frozen_train_mode": "train"}},  # dropout active in the frozen stem
+        "epochs": 2, "checkpoint_every": 1, "seed": 1, "ema_decay": 0.5, "output_dir": str(tmp_path / "run"),
     }  # fmt: skip
     config_path = tmp_path / "toy.yaml"
     config_path.write_text(yaml.safe_dump(config))
     assert main(["train", "--config", str(config_path), "--quiet"]) == 0
+    assert main(["train", "--config", str(config_path), "--quiet", "--resume", "--set", "epochs=3"]) == 0
     capsys.readouterr()
     run = tmp_path / "run"
 
@@ -216,11 +287,15 @@ def test_toy_model_trains_on_thermal_through_the_cli_with_sgd(
     assert float(rows[-1]["loss_main"]) < float(rows[0]["loss_main"])
 
     state = torch.load(run / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and len(rows) == 3
     assert len(state["optimizer"]["state"]) == 8, "SGD holds momentum for the 8 trainable tensors only"
     reseed(1, 0, None)
     initial = FrozenTwoHeadToy(9)
-    assert all(torch.equal(state["model"][n], p) for n, p in initial.named_parameters() if n.startswith("stem."))
-    assert all(torch.equal(state["model"][n], b) for n, b in initial.named_buffers() if n.startswith("stem."))
+    stem = {n: t for n, t in [*initial.named_parameters(), *initial.named_buffers()] if n.startswith("stem.")}
+    for weights in (state["model"], state["state_dict_ema"]):
+        assert all(torch.equal(weights[n], t) for n, t in stem.items()), "the frozen stem (and its BN) moved"
+    assert not torch.equal(state["model"]["neck.1.running_mean"], initial.neck[1].running_mean)
+    assert not torch.equal(state["state_dict_ema"]["neck.0.weight"], state["model"]["neck.0.weight"])
 
     model = rgbxseg.load_model(run / "model.safetensors")
     assert model.input_spec.x.name == "thermal" and model.input_spec.x.encoding == "thermal_8bit"
@@ -257,3 +332,21 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_config("synthetic_quick", ["optim.param_groups=[{pattern: '('}]"])
     config = load_config("synthetic_quick", ["optim.param_groups=[{pattern: decoder, lr_mult: 10}]"])
     assert config.optim.param_groups == (ParamGroupRule("decoder", lr_mult=10.0),)
+
+
+def test_weights_trained_without_x_are_evaluated_without_it(
+    synthetic_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An RGB-only baseline (x_modality none) records it; eval then feeds zeros unless told otherwise, and refuses a
+    second modality of another encoding."""
+    register_toy(monkeypatch)
+    overrides = [f"data.root={synthetic_scenes}", f"output_dir={tmp_path / 'rgb_only'}", f"model.name={TOY_NAME}",
+                 "data.x_modality=none", "data.crop_size=[64,96]", "epochs=1"]  # fmt: skip
+    weights = train(load_config("synthetic_quick", overrides), progress=False).weights
+    assert rgbxseg.load_model(weights).weights_metadata.extra == {"x_modality": "none"}
+    report = evaluate_weights(weights, synthetic_scenes, progress=False)
+    assert report.protocol["x_modality"] == "none"
+    with_depth = evaluate_weights(weights, synthetic_scenes, x_modality="depth", progress=False)
+    assert with_depth.protocol["x_modality"] == "depth"
+    with pytest.raises(ValueError, match="no modality 'thermal'"):
+        evaluate_weights(weights, synthetic_scenes, x_modality="thermal", progress=False)

@@ -25,7 +25,7 @@ NYUV2_DEPTH_STD_M = 0.9932836506164299
 @dataclass(frozen=True)
 class ChannelNormalization:
     """``(x / divisor − mean) / std`` per channel in float32, in exactly this order (which reproduces the official
-    inputs bit for bit). A single mean and std apply to every channel."""
+    inputs bit for bit): one mean and std per channel, or a single pair for every channel."""
 
     divisor: float
     mean: tuple[float, ...]
@@ -137,7 +137,8 @@ class ModalityInput:
         norm = self.normalization
         tiled = f", tiled from {self.stored_channels}" if self.stored_channels != self.channels else ""
         return (
-            f"{self.name}: {self.encoding} ({encoding(self.encoding).description}), {self.channels} channels{tiled}, "
+            f"{self.name}: {self.encoding} ({encoding(self.encoding).description}), {self.channels} "
+            f"channel{'s' if self.channels > 1 else ''}{tiled}, "
             f"(x / {norm.divisor:g} − mean {list(norm.mean)}) / std {list(norm.std)}"
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..runtime import resolve_device
 
@@ -102,23 +103,33 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         return out * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else out
 
 
-def _cross_rank_batchnorm(bn: nn.BatchNorm2d, device: torch.device) -> nn.Module:
+def _cross_rank_batchnorm(name: str, bn: _BatchNorm, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+    if type(bn) is not nn.BatchNorm2d:
+        raise ValueError(
+            f"sync_bn on the CPU handles BatchNorm2d only; {name} is a {type(bn).__name__}: train with sync_bn=false "
+            "or on GPUs"
+        )
     replacement = CrossRankBatchNorm2d(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     replacement = replacement.to(bn.weight.device if bn.affine else device)
     replacement.load_state_dict(bn.state_dict())
+    for new, old in zip(replacement.parameters(), bn.parameters(), strict=True):
+        new.requires_grad_(old.requires_grad)
     return replacement.train(bn.training)
 
 
 def convert_sync_batchnorm(
     model: nn.Module, device: torch.device, keep: Collection[str] = (), prefix: str = ""
 ) -> nn.Module:
-    """Replace every BatchNorm2d whose name is not in ``keep`` by a cross-rank one (CUDA: ``nn.SyncBatchNorm``; else
-    ours). ``keep`` names the BatchNorms whose statistics never move (frozen, or kept in eval mode by the model)."""
+    """Replace every BatchNorm whose name is not in ``keep`` by a cross-rank one (CUDA: ``nn.SyncBatchNorm``; else
+    ours, for BatchNorm2d). ``keep`` names the BatchNorms whose statistics never move (frozen, or kept in eval mode
+    by the model); ``requires_grad`` of the affine parameters is kept."""
     for name, child in model.named_children():
-        if type(child) is nn.BatchNorm2d and f"{prefix}{name}" not in keep:
-            setattr(model, name, _cross_rank_batchnorm(child, device))
+        full_name = f"{prefix}{name}"
+        converted = isinstance(child, nn.SyncBatchNorm | CrossRankBatchNorm2d)
+        if isinstance(child, _BatchNorm) and not converted and full_name not in keep:
+            setattr(model, name, _cross_rank_batchnorm(full_name, child, device))
         else:
-            convert_sync_batchnorm(child, device, keep, f"{prefix}{name}.")
+            convert_sync_batchnorm(child, device, keep, f"{full_name}.")
     return model

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..data.dataset import RGBXDataset
+from ..data.dataset import RGBXDataset, resolve_input_spec
+from ..data.layout import read_meta
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
 from ..models.base import SegmentationModel
@@ -249,8 +250,9 @@ def evaluate_weights(
 
     The model and its inputs come from the weights' metadata; official checkpoints carry none, so they need
     ``model_name`` (and optionally ``input_spec``, a registered convention such as ``asymformer_nyuv2_eval``).
-    ``output`` scores another named output than the model's prediction; ``x_modality="none"`` feeds zeros instead of
-    the X modality. Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
+    ``output`` scores another named output than the model's prediction; ``x_modality`` feeds another dataset modality
+    of the same encoding (e.g. ``depth_raw``), or zeros (``"none"``; the default for weights trained that way).
+    Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
     """
     model = load_model(weights, model_name).to(resolve_device(device))
     if input_spec is not None:
@@ -259,12 +261,17 @@ def evaluate_weights(
     if scored not in model.outputs:
         raise ValueError(f"{model.model_name} has no output {scored!r}; its outputs: {', '.join(model.outputs)}")
     spec = model.input_spec
-    x_modality = x_modality or spec.x.name
-    if x_modality not in (spec.x.name, "none"):
-        raise ValueError(
-            f"{weights} reads {spec.x.name!r} ({spec.x.encoding}) as its second input, not {x_modality!r}; "
-            "evaluate with the modality it was trained on (or 'none' for zeros)"
-        )
+    trained_on = model.weights_metadata.extra.get("x_modality") if model.weights_metadata else None
+    x_modality = x_modality or ("none" if trained_on == "none" else spec.x.name)
+    if x_modality not in (spec.x.name, "none"):  # another modality of the same encoding, e.g. raw depth
+        meta, _ = read_meta(data_root)
+        if meta.modality(x_modality).encoding != spec.x.encoding:
+            raise ValueError(
+                f"{weights} reads {spec.x.name!r} ({spec.x.encoding}) as its second input; {data_root} stores "
+                f"{x_modality!r} as {meta.modality(x_modality).encoding}. Evaluate with a modality of the same "
+                "encoding (or 'none' for zeros)"
+            )
+        spec = resolve_input_spec(spec, meta, x_modality)
     dataset = RGBXDataset(data_root, split, dataset_modalities(x_modality), label_set, input_spec=spec)
     if dataset.num_classes != model.num_classes:
         raise ValueError(

@@ -13,7 +13,8 @@ from ..models.base import SegmentationModel
 
 
 class TrainingObjective(nn.Module):
-    """``objective(rgb, x, target)`` → the model's loss terms (``model.loss_terms``); ``target`` = label − 1."""
+    """``objective(rgb, x, target)`` → the model's loss terms, in the order of ``model.loss_terms``; ``target`` =
+    label − 1."""
 
     def __init__(self, model: SegmentationModel) -> None:
         super().__init__()
@@ -22,12 +23,12 @@ class TrainingObjective(nn.Module):
     def forward(self, rgb: torch.Tensor, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         self.model.check_inputs(rgb, x)
         terms = self.model.loss(self.model.forward_outputs(rgb, x), target)
-        if tuple(terms) != self.model.loss_terms:
+        if set(terms) != set(self.model.loss_terms):
             raise RuntimeError(
-                f"{self.model.model_name}.loss returned the terms {list(terms)}, but the model declares "
+                f"{self.model.model_name}.loss returned the terms {sorted(terms)}, but the model declares "
                 f"loss_terms = {list(self.model.loss_terms)}"
             )
-        return terms
+        return {name: terms[name] for name in self.model.loss_terms}
 
 
 def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -155,6 +155,7 @@ class Trainer:
             input_spec=self.input_spec,
             dataset=self.train_set.dataset_meta.dataset,
             description=f"trained by rgbxseg train ({config.epochs} epochs, x modality {self.x_modality})",
+            extra={"x_modality": self.x_modality},
         )
         self.network: nn.Module = TrainingObjective(self.model)
         if ctx.distributed:
@@ -205,7 +206,10 @@ class Trainer:
     def _input_spec(self, dataset_meta: DatasetMeta) -> tuple[InputSpec, str]:
         """The inputs this run trains on: the model's (or the configured) convention, fed the configured modality."""
         data = self.config.data
-        spec = get_input_spec(data.input_spec) if data.input_spec else self.model.input_spec
+        try:
+            spec = get_input_spec(data.input_spec) if data.input_spec else self.model.input_spec
+        except KeyError as err:
+            raise ConfigError(f"data.input_spec: {err.args[0]}") from None
         x_modality = data.x_modality or spec.x.name
         if x_modality != "none":
             spec = resolve_input_spec(spec, dataset_meta, x_modality)
@@ -263,7 +267,13 @@ class Trainer:
             if state["state_dict_ema"] is None:
                 raise ConfigError(f"{self.checkpoint_path} has no EMA weights; resume with the run's own config")
             self.ema.module.load_state_dict(state["state_dict_ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            raise ConfigError(
+                f"{self.checkpoint_path}: its optimiser state does not fit this config's optimiser ({err}); resume "
+                "with the run's own optim.name and optim.param_groups"
+            ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration, self.history = state["epoch"], state["iteration"], list(state["history"])

@@ -103,11 +103,7 @@ class Segmenter:
         self.model = model.eval().to(self.device)
         self.metadata: WeightsMetadata = model.weights_metadata or default_metadata(model)
         self.input_spec = input_spec or model.input_spec
-        if (self.input_spec.rgb.channels, self.input_spec.x.channels) != (3, model.x_channels):
-            raise ValueError(
-                f"input spec {self.input_spec.name} declares {self.input_spec.rgb.channels} + "
-                f"{self.input_spec.x.channels} channels; {model.model_name} takes 3 + {model.x_channels}"
-            )
+        model.check_input_spec(self.input_spec)
         self.depth_unit: DepthUnit = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size

@@ -166,14 +166,14 @@ CONVNEXT_T_IMAGENET = PretrainedSource(
     file_name="convnext_tiny_1k_224_ema.pth",
     publisher="facebookresearch/ConvNeXt release, ImageNet-1k, EMA weights under 'model'",
     covers="the ConvNeXt-T RGB branch (down_sample_k.rgb_stem / rgb_layer, 27,818,592 parameters)",
-    normalization=IMAGENET_RGB,
+    trained_on=IMAGENET_RGB,
 )
 MIT_B0_IMAGENET = PretrainedSource(
     file_name="mit_b0.pth",
     publisher="NVlabs/SegFormer release, ImageNet-1k",
     covers="the MiT-B0 depth branch (trained on RGB) except its 1-channel stage-1 stem, which stays random as in the "
     "official code",
-    normalization=IMAGENET_RGB,
+    trained_on=IMAGENET_RGB,
 )
 
 

@@ -48,11 +48,12 @@ class ParamGroupRule:
 
 
 def _matches_path(patterns: Sequence[str], name: str) -> bool:
-    """Whether ``name`` or one of its ancestors (``a``, ``a.b``, … of ``a.b.c``) fully matches a pattern."""
-    if not patterns:
-        return False
+    """Whether module ``name`` or one of its ancestors (``a``, ``a.b`` of ``a.b.c``) fully matches a pattern."""
     parts = name.split(".")
     return any(re.fullmatch(p, ".".join(parts[:end])) for end in range(1, len(parts) + 1) for p in patterns)
+
+
+FROZEN_TRAIN_MODES = ("eval", "train")
 
 
 class SegmentationModel(nn.Module):
@@ -64,12 +65,16 @@ class SegmentationModel(nn.Module):
 
     * ``outputs`` / ``prediction_output`` and :meth:`forward_outputs`: every named output (default: one, ``out``);
     * ``loss_terms`` and :meth:`loss`: named loss terms, summed by the trainer (default: cross-entropy, void ignored);
-    * ``frozen``: regular expressions of module (or parameter) names whose weights never train; ``frozen_train_mode``
-      says how those modules run while the model trains: ``"eval"`` (default: no dropout or drop path, fixed
-      BatchNorm statistics) or ``"train"`` (stochastic layers stay active; frozen BatchNorms still keep their
-      statistics); ``eval_in_training``: further modules that run in eval mode while training (their parameters
-      may still train, e.g. BatchNorms used as fixed affine maps);
-    * ``param_group_rules``: learning-rate multipliers and weight decay by parameter-name pattern;
+    * ``frozen``: regular expressions that fully match the names of modules whose weights never train
+      (:meth:`freeze_declared` clears their ``requires_grad``). What is frozen is then read from ``requires_grad``
+      alone, so parameters frozen by hand count too: a module is frozen when no parameter below it trains and it
+      has parameters or sits in a frozen module. ``frozen_train_mode`` says how frozen modules run while the model
+      trains: ``"eval"`` (default: no dropout or drop path, fixed BatchNorm statistics) or ``"train"`` (stochastic
+      layers stay active; frozen BatchNorms still keep their statistics);
+    * ``eval_in_training``: regular expressions that fully match the names of further modules that run in eval
+      mode while training (their parameters may still train, e.g. BatchNorms used as fixed affine maps);
+    * ``param_group_rules``: learning-rate multipliers and weight decay for parameters whose name a pattern
+      matches anywhere (``re.search``);
     * :meth:`convert_checkpoint` for legacy layouts and :meth:`pretrained_backbone_mappings` for initialisation.
     """
 
@@ -114,8 +119,8 @@ class SegmentationModel(nn.Module):
         """H and W must be multiples of this (from the input spec)."""
         return self.input_spec.multiple
 
-    def use_input_spec(self, spec: InputSpec) -> None:
-        """Take the input convention of a set of weights; the network's channels and size rule must not change."""
+    def check_input_spec(self, spec: InputSpec) -> None:
+        """Refuse an input convention with other channels or another size rule than the network's."""
         own = self.input_spec
         if (spec.rgb.channels, spec.x.channels, spec.multiple) != (own.rgb.channels, own.x.channels, own.multiple):
             raise ValueError(
@@ -123,6 +128,11 @@ class SegmentationModel(nn.Module):
                 f"{own.multiple}; input spec {spec.name} declares {spec.rgb.channels} + {spec.x.channels} at "
                 f"multiples of {spec.multiple}"
             )
+
+    def use_input_spec(self, spec: InputSpec) -> None:
+        """Take the input convention of a set of weights (same channels and size rule, other normalisation or X
+        modality)."""
+        self.check_input_spec(spec)
         self.input_spec = spec
 
     def check_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> None:
@@ -178,38 +188,51 @@ class SegmentationModel(nn.Module):
 
     # --- frozen parts -------------------------------------------------------------------------------------------
 
-    def is_frozen(self, name: str) -> bool:
-        """Whether the parameter, buffer or module ``name`` lies in a part declared ``frozen``."""
-        return _matches_path(self.frozen, name)
-
     def freeze_declared(self) -> None:
-        """Stop gradients for every declared frozen parameter (idempotent; :func:`rgbxseg.create_model` calls it
-        once the weights are loaded)."""
+        """Stop gradients below every module that ``frozen`` names (idempotent; :func:`rgbxseg.create_model` calls
+        it once the weights are loaded). A pattern (of ``frozen`` or ``eval_in_training``) that names no module is an
+        error, not a silent no-op."""
+        names = [name for name, _ in self.named_modules() if name]
+        for declaration, patterns in (("frozen", self.frozen), ("eval_in_training", self.eval_in_training)):
+            unmatched = [p for p in patterns if not any(re.fullmatch(p, name) for name in names)]
+            if unmatched:
+                raise ValueError(f"{self.model_name}: {declaration} patterns {unmatched} name no module of the model")
         for name, parameter in self.named_parameters():
-            if self.is_frozen(name):
+            if _matches_path(self.frozen, name.rpartition(".")[0]):
                 parameter.requires_grad_(False)
 
     def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((name, p) for name, p in self.named_parameters() if p.requires_grad)
 
-    def trained_buffers(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Buffers that training may change (BatchNorm statistics outside frozen and eval-mode modules)."""
-        kept = {name for name, _ in self.modules_in_eval_while_training()}
-        return (
-            (name, buffer)
-            for name, buffer in self.named_buffers()
-            if not self.is_frozen(name) and name.rpartition(".")[0] not in kept
-        )
+    def frozen_modules(self) -> set[str]:
+        """Names of the frozen modules: no parameter below them trains, and they have parameters or lie in a frozen
+        module (so a parameter-free BatchNorm or dropout inside a frozen part is frozen too)."""
+        frozen: set[str] = set()
+        for name, module in self.named_modules():  # parents come before their children
+            parameters = list(module.parameters())
+            inside_frozen = name.rpartition(".")[0] in frozen
+            if name and not any(p.requires_grad for p in parameters) and (parameters or inside_frozen):
+                frozen.add(name)
+        return frozen
 
     def modules_in_eval_while_training(self) -> Iterator[tuple[str, nn.Module]]:
         """Modules that stay in eval mode while the model trains: frozen ones (all of them, or only their
         BatchNorms under ``frozen_train_mode = "train"``) and those matching ``eval_in_training``."""
+        if self.frozen_train_mode not in FROZEN_TRAIN_MODES:
+            raise ValueError(
+                f"{self.model_name}: frozen_train_mode must be one of {FROZEN_TRAIN_MODES}, "
+                f"got {self.frozen_train_mode!r}"
+            )
+        frozen = self.frozen_modules()
         for name, module in self.named_modules():
-            if not name:
-                continue
-            frozen = self.is_frozen(name) and (self.frozen_train_mode == "eval" or isinstance(module, _BatchNorm))
-            if frozen or _matches_path(self.eval_in_training, name):
+            fixed = name in frozen and (self.frozen_train_mode == "eval" or isinstance(module, _BatchNorm))
+            if name and (fixed or _matches_path(self.eval_in_training, name)):
                 yield name, module
+
+    def trained_buffers(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Buffers that training changes: those of modules running in training mode (BatchNorm statistics)."""
+        fixed = {name for name, _ in self.modules_in_eval_while_training()}
+        return ((name, b) for name, b in self.named_buffers() if name.rpartition(".")[0] not in fixed)
 
     def train(self, mode: bool = True) -> SegmentationModel:
         """Training mode, except for the modules that the model keeps in eval mode (frozen or ``eval_in_training``)."""

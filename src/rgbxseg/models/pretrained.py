@@ -22,22 +22,24 @@ class PretrainedSource:
         file_name: the file as its authors publish it (e.g. ``mit_b0.pth``).
         publisher: who publishes it and where it is described (no URL is fetched).
         covers: which part of the model it fills, in words.
-        normalization: the input convention it was trained with (the branch sees inputs normalised this way).
+        trained_on: the input it was pretrained on and how that input was normalised.
         sha256: digest of the published file where known; a file with another digest is refused.
-        frozen: whether the method keeps these weights frozen while training.
+        frozen: whether the method keeps these weights frozen while training (the model's ``frozen`` declaration
+            must agree; the contract tests check it).
     """
 
     file_name: str
     publisher: str
     covers: str
-    normalization: ModalityInput | None = None
+    trained_on: ModalityInput | None = None
     sha256: str | None = None
     frozen: bool = False
 
     def describe(self) -> str:
         state = "frozen" if self.frozen else "fine-tuned"
         digest = f", sha256 {self.sha256}" if self.sha256 else ", sha256 not published"
-        return f"{self.file_name} ({self.publisher}{digest}): {self.covers}; {state}"
+        trained_on = f"; pretrained on {self.trained_on.describe()}" if self.trained_on else ""
+        return f"{self.file_name} ({self.publisher}{digest}): {self.covers}{trained_on}; {state}"
 
 
 @dataclass(frozen=True)
