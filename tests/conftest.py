@@ -13,18 +13,31 @@ from types import ModuleType
 import pytest
 import torch
 
+import rgbxseg
 from rgbxseg.data.synthetic import generate_synthetic_dataset
+from rgbxseg.models.registry import describe_model
 
 DATA = Path(__file__).parent / "data"
+CPU_TEST_PARAMS = 60_000_000
+"""Registered models up to this size run forward/backward in the tests; the larger variants of a family share the
+smaller ones' code (their counts and declarations are checked without running them)."""
+SMALL_MODELS = [name for name in rgbxseg.list_models() if describe_model(name)["params"] <= CPU_TEST_PARAMS]
+ASYMFORMER_MODELS = [name for name in rgbxseg.list_models() if name.startswith("asymformer")]
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
-def regenerate_fixture_weights(keys: list[str], shapes: list[list[int]], seed: int) -> dict[str, torch.Tensor]:
-    """The weight rule of the reference fixture (spec §23.3): one generator, draws in the stored key order."""
+def regenerate_fixture_weights(
+    keys: list[str], shapes: list[list[int]], seed: int, relative_position_index: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The weight rule of the reference fixtures (``rgbxseg-fill-v1``): one generator, draws in the stored key order;
+    Swin's index buffers take the given canonical index and draw nothing."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape_list in zip(keys, shapes, strict=True):
         shape = tuple(shape_list)
+        if key.endswith("relative_position_index"):
+            state[key] = relative_position_index.clone()
+            continue
         if key.endswith("num_batches_tracked"):
             t = torch.zeros((), dtype=torch.int64)
         elif key.endswith("running_var"):

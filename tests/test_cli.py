@@ -18,7 +18,18 @@ def test_info_lists_every_model_with_measured_parameters(capsys: pytest.CaptureF
     assert rows["asymformer_b0_t"]["params"] == 33_059_576
     assert rows["asymformer_b0_t"]["paper"]["miou"]["nyuv2"] == 54.1
     assert rows["asymformer_b0_t_cat"]["paper"]["params_m"] == 31.9
-    assert len(rows) == 5
+    assert rows["geminifusion_mit_b5"]["params"] == 137_209_322
+    assert rows["geminifusion_swin_l_w12"]["paper"]["miou"]["nyuv2"] == 60.2
+    assert len(rows) == 15
+
+
+def test_info_counts_macs_on_the_meta_device(capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's 36.0 GMACs of AsymFormer (Conv/Linear), plus its attention, without building real weights."""
+    assert main(["info", "asymformer_b0_t", "--macs", "480x640", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["macs"] == {"input": [480, 640], "conv_linear": 35_977_258_368, "attention": 6_474_240_000}
+    assert main(["info", "geminifusion_mit_b0", "--macs", "96x136"]) == 0
+    assert "MACs at 1×96×136:" in capsys.readouterr().out
 
 
 def test_info_table_for_sun_classes(capsys: pytest.CaptureFixture[str]) -> None:

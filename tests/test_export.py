@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import rgbxseg
+from conftest import ASYMFORMER_MODELS
 from rgbxseg import export
 from rgbxseg.cli import main
 from rgbxseg.export import OnnxParityError, build_tensorrt_engine, export_onnx, fp16_sensitive_nodes
@@ -44,12 +45,13 @@ class TinyRGBT(rgbxseg.SegmentationModel):
         return self.head(torch.cat((self.rgb(rgb), self.thermal(thermal)), 1))
 
 
-@pytest.mark.parametrize("name", rgbxseg.list_models())
+@pytest.mark.parametrize("name", [*ASYMFORMER_MODELS, "geminifusion_mit_b0"])
 def test_every_registered_model_exports_with_parity_at_two_shapes(name: str, tmp_path: Path) -> None:
     """Legacy exporter (≈ 5 s per model here; the dynamo one takes ≈ 60 s dynamic): dynamic batch, H and W."""
     model = rgbxseg.create_model(name).eval()
     report = export_onnx(model, tmp_path / "m.onnx", height=32, width=32, dynamic=True, exporter="legacy")
-    assert [check.shape for check in report.parity] == [(2, 32, 32), (3, 64, 96)]
+    multiple = model.input_multiple
+    assert [check.shape for check in report.parity] == [(2, 32, 32), (3, 32 + multiple, 32 + 2 * multiple)]
     assert max(check.max_abs_diff for check in report.parity) < 1e-4
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert [i.name for i in proto.graph.input] == ["rgb", "depth"]
@@ -58,7 +60,7 @@ def test_every_registered_model_exports_with_parity_at_two_shapes(name: str, tmp
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["class_names"])[0] == "wall"
     assert json.loads(props["rgbxseg_metadata"])["model"] == name
-    assert json.loads(props["input_spec"])["x"]["normalization"]["divisor"] == 1000.0
+    assert rgbxseg.InputSpec.from_dict(json.loads(props["input_spec"])) == model.input_spec
 
 
 def test_cli_default_export_is_dynamo_static_and_rejects_other_shapes(

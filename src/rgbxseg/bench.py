@@ -30,6 +30,7 @@ from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tens
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import optimize_for_inference
+from .models.registry import get_model_spec
 from .models.weights import PathLike
 from .runtime import (
     autocast,
@@ -120,6 +121,16 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> MacsReport
             handle.remove()
     total = counter.get_total_flops()
     return MacsReport(tuple(inputs[0].shape), count_params(model), layer_flops // 2, (total - layer_flops) // 2)
+
+
+def count_macs_on_meta(name: str, height: int, width: int, num_classes: int | None = None) -> MacsReport:
+    """MACs of a registered model at batch 1 × ``height`` × ``width`` counted on the ``meta`` device: shapes only, no
+    weights, no memory, a second even for the largest variants."""
+    spec = get_model_spec(name)
+    with torch.device("meta"):
+        model = spec.builder(num_classes=num_classes or spec.default_num_classes).eval()
+        inputs = model.input_spec.example_inputs(1, height, width, device="meta")
+    return count_macs(model, inputs)
 
 
 # --- machine and memory ------------------------------------------------------------------------------------------

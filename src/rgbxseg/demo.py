@@ -80,7 +80,8 @@ def _write_predictions(
         for name, model in models.items():
             rgb, x = model_inputs(tensors, RUNS[name], torch.device("cpu"), model.x_channels)
             with torch.inference_mode():
-                labels = (predict_scores(model.eval(), rgb, x, protocol).argmax(1)[0] + 1).numpy().astype(np.uint8)
+                scores = predict_scores(model.eval(), rgb, x, protocol, model.input_multiple, model.input_spec.min_size)
+                labels = (scores.argmax(1)[0] + 1).numpy().astype(np.uint8)
             save_image(label_image(labels, palette), out / name / f"{raw['id']}.png")
             columns.append(colorize_labels(labels, palette))
         save_image(side_by_side(*columns), out / "panels" / f"{raw['id']}.png")

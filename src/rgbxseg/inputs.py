@@ -164,18 +164,20 @@ class ModalityInput:
 class InputSpec:
     """The inputs of an RGB-X network: ``model(rgb, x)`` with ``rgb`` and ``x`` normalised as declared here.
 
-    ``multiple``: H and W must be multiples of it. ``name`` identifies the convention (weights record it).
+    ``multiple``: H and W must be multiples of it; ``min_size``: and at least this large. ``name`` identifies the
+    convention (weights record it).
     """
 
     name: str
     rgb: ModalityInput
     x: ModalityInput
     multiple: int = 1
+    min_size: int = 1
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.multiple < 1:
-            raise ValueError(f"input spec {self.name}: multiple must be ≥ 1, got {self.multiple}")
+        if self.multiple < 1 or self.min_size < 1:
+            raise ValueError(f"input spec {self.name}: multiple and min_size must be ≥ 1")
         if self.rgb.name == self.x.name:
             raise ValueError(f"input spec {self.name}: rgb and x both read modality {self.rgb.name!r}")
 
@@ -219,10 +221,17 @@ class InputSpec:
         return rgb.to(device), x.to(device)
 
     def describe(self) -> str:
-        return f"{self.name}: {self.rgb.describe()}; {self.x.describe()}; H, W multiples of {self.multiple}"
+        size = f"H, W multiples of {self.multiple}" + (f", at least {self.min_size}" if self.min_size > 1 else "")
+        return f"{self.name}: {self.rgb.describe()}; {self.x.describe()}; {size}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "rgb": self.rgb.to_dict(), "x": self.x.to_dict(), "multiple": self.multiple}
+        return {
+            "name": self.name,
+            "rgb": self.rgb.to_dict(),
+            "x": self.x.to_dict(),
+            "multiple": self.multiple,
+            "min_size": self.min_size,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
@@ -231,6 +240,7 @@ class InputSpec:
             ModalityInput.from_dict(data["rgb"]),
             ModalityInput.from_dict(data["x"]),
             int(data.get("multiple", 1)),
+            int(data.get("min_size", 1)),
         )
 
 

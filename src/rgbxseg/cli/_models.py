@@ -1,4 +1,4 @@
-"""The ``--weights`` / ``--model`` pair shared by the commands that run a model."""
+"""Arguments shared by the commands: the ``--weights`` / ``--model`` pair, sizes given as HxW."""
 
 from __future__ import annotations
 
@@ -31,3 +31,11 @@ def model_from_args(args: argparse.Namespace) -> SegmentationModel:
     if not args.model:
         raise ValueError("give --weights (and --model for files without rgbxseg metadata) or --model")
     return create_model(args.model).eval()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        return int(height), int(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None

@@ -6,15 +6,7 @@ import argparse
 
 from ..engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, evaluate_weights
 from ..models.registry import INPUT_SPECS
-from ._models import add_model_arguments
-
-
-def _size(text: str) -> tuple[int, int]:
-    height, _, width = text.lower().partition("x")
-    try:
-        return int(height), int(width)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None
+from ._models import add_model_arguments, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scales", type=float, nargs="+", help="general input scales (overrides --multi-scale)")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
     parser.add_argument("--fusion", choices=("logits", "softmax"), default="logits", help="what is summed over runs")
-    parser.add_argument("--window", type=_size, help="sliding-window inference with this HxW window")
-    parser.add_argument("--stride", type=_size, help="sliding-window stride HxW (default: the window)")
+    parser.add_argument("--window", type=parse_size, help="sliding-window inference with this HxW window")
+    parser.add_argument("--stride", type=parse_size, help="sliding-window stride HxW (default: the window)")
     parser.add_argument(
         "--output", help="named output to score (default: the model's prediction; e.g. a single-modality head)"
     )

@@ -6,14 +6,22 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..bench import count_macs_on_meta
 from ..inputs import InputSpec
 from ..models.registry import describe_model, list_models
+from ._models import parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="list registered models with parameters and paper facts")
     parser.add_argument("models", nargs="*", help="model names (default: all)")
     parser.add_argument("--num-classes", type=int, default=None, help="count parameters for this many classes")
+    parser.add_argument(
+        "--macs",
+        type=parse_size,
+        metavar="HxW",
+        help="also count MACs at batch 1 and this size (on the meta device: fast)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -24,6 +32,14 @@ def _format_facts(facts: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rows = [describe_model(name, args.num_classes) for name in (args.models or list_models())]
+    if args.macs:
+        for row in rows:
+            macs = count_macs_on_meta(row["name"], *args.macs, num_classes=row["num_classes"])
+            row["macs"] = {
+                "input": list(args.macs),
+                "conv_linear": macs.conv_linear_macs,
+                "attention": macs.attention_macs,
+            }
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -41,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
         prediction = row["prediction_output"]
         outputs = ", ".join(f"{name} (prediction)" if name == prediction else name for name in row["outputs"])
         print(f"  outputs: {outputs}")
+        if "macs" in row:
+            macs = row["macs"]
+            height, width = macs["input"]
+            print(
+                f"  MACs at 1×{height}×{width}: {(macs['conv_linear'] + macs['attention']) / 1e9:.2f} G "
+                f"({macs['conv_linear'] / 1e9:.2f} Conv/Linear + {macs['attention'] / 1e9:.2f} attention)"
+            )
         for part, source in row["pretrained"].items():
             print(f"  pretrained {part}: {source}")
         print(f"  paper: compute {gmacs}; mIoU {_format_facts(paper['miou'])}; FPS {_format_facts(paper['fps'])}")

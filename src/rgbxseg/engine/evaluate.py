@@ -85,9 +85,10 @@ def _window_starts(size: int, window: int, stride: int) -> list[int]:
     return sorted({*range(0, last, stride), last})
 
 
-def _whole_image(model: Segmenter, rgb: torch.Tensor, x: torch.Tensor, multiple: int) -> torch.Tensor:
+def _whole_image(model: Segmenter, rgb: torch.Tensor, x: torch.Tensor, multiple: int, min_size: int) -> torch.Tensor:
     h, w = rgb.shape[-2:]
-    return model(pad_to_multiple(rgb, multiple), pad_to_multiple(x, multiple))[..., :h, :w]
+    padded = (pad_to_multiple(t, multiple, min_size=min_size) for t in (rgb, x))
+    return model(*padded)[..., :h, :w]
 
 
 def _sliding_windows(
@@ -95,6 +96,7 @@ def _sliding_windows(
     rgb: torch.Tensor,
     x: torch.Tensor,
     multiple: int,
+    min_size: int,
     window: tuple[int, int],
     stride: tuple[int, int],
 ) -> torch.Tensor:
@@ -105,7 +107,7 @@ def _sliding_windows(
         _window_starts(h, window[0], stride[0]), _window_starts(w, window[1], stride[1])
     ):
         region = (..., slice(top, top + window[0]), slice(left, left + window[1]))
-        out = _whole_image(model, rgb[region], x[region], multiple)
+        out = _whole_image(model, rgb[region], x[region], multiple, min_size)
         if scores is None:
             scores = torch.zeros(rgb.shape[0], out.shape[1], h, w, device=rgb.device, dtype=out.dtype)
         scores[region] += out
@@ -114,17 +116,23 @@ def _sliding_windows(
 
 
 def predict_scores(
-    model: Segmenter, rgb: torch.Tensor, x: torch.Tensor, protocol: EvalProtocol = SINGLE_SCALE, multiple: int = 32
+    model: Segmenter,
+    rgb: torch.Tensor,
+    x: torch.Tensor,
+    protocol: EvalProtocol = SINGLE_SCALE,
+    multiple: int = 32,
+    min_size: int = 1,
 ) -> torch.Tensor:
-    """Fused class scores (B, K, H, W) at the input resolution, following ``protocol``."""
+    """Fused class scores (B, K, H, W) at the input resolution, following ``protocol``; inputs are padded to the
+    model's size rule (``multiple``, ``min_size``) and the scores cropped back."""
     h, w = rgb.shape[-2:]
     fuse = _SCORE_FUSIONS[protocol.fusion]
 
     def run(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         if protocol.window is None:
-            return fuse(_whole_image(model, r, d, multiple))
+            return fuse(_whole_image(model, r, d, multiple, min_size))
         stride = protocol.stride or protocol.window
-        return fuse(_sliding_windows(model, r, d, multiple, protocol.window, stride))
+        return fuse(_sliding_windows(model, r, d, multiple, min_size, protocol.window, stride))
 
     total = None
     for scale in protocol.scales:
@@ -206,7 +214,7 @@ def evaluate(
     started = time.perf_counter()
     for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
         rgb, x = model_inputs(batch, x_modality, device, model.x_channels)
-        scores = predict_scores(runner, rgb, x, protocol, model.input_multiple)
+        scores = predict_scores(runner, rgb, x, protocol, model.input_multiple, model.input_spec.min_size)
         confusion.update(scores.argmax(1), batch["label"].to(device))
     confusion.all_reduce()
     model.train(was_training)

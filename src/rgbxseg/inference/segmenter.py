@@ -15,7 +15,7 @@ from ..inputs import ENCODINGS, InputSpec
 from ..metadata import WeightsMetadata
 from ..models.base import SegmentationModel
 from ..models.factory import create_model, load_model
-from ..models.layers import nearest_multiples, pad_to_multiple, resize
+from ..models.layers import nearest_multiples, pad_to_multiple, resize, valid_size
 from ..models.optimize import optimize_for_inference
 from ..models.weights import PathLike, default_metadata
 from ..runtime import autocast, resolve_device, resolve_dtype, retain_freed_memory
@@ -161,8 +161,9 @@ class Segmenter:
     def _network_size(self, height: int, width: int) -> tuple[int, int]:
         if self.input_size is not None:
             return self.input_size
-        multiple = self.model.input_multiple
-        return tuple(min(nearest_multiples(side, multiple), key=lambda v: abs(v - side)) for side in (height, width))
+        multiple, min_size = self.model.input_multiple, self.input_spec.min_size
+        nearest = (min(nearest_multiples(side, multiple), key=lambda v: abs(v - side)) for side in (height, width))
+        return tuple(max(side, valid_size(min_size, multiple)) for side in nearest)
 
     def _inputs(self, rgbs: Sequence[np.ndarray], xs: Sequence[np.ndarray], sources: Sequence[str]) -> tuple:
         """Check, convert and normalise same-size frames into a batch on the device."""
@@ -189,8 +190,8 @@ class Segmenter:
         """Network logits at the input's own H×W, whatever the model's size rule."""
         height, width = rgb.shape[-2:]
         if self.size_policy == "pad":
-            rgb = pad_to_multiple(rgb, self.model.input_multiple)
-            x = pad_to_multiple(x, self.model.input_multiple)
+            rgb = pad_to_multiple(rgb, self.model.input_multiple, min_size=self.input_spec.min_size)
+            x = pad_to_multiple(x, self.model.input_multiple, min_size=self.input_spec.min_size)
         else:
             size = self._network_size(height, width)
             rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)

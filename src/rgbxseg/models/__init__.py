@@ -1,9 +1,10 @@
 """Models: backbones, fusion blocks, decoders, one module per method, the registry and the checkpoints."""
 
-from . import asymformer  # noqa: F401  (registers the AsymFormer family)
+from . import asymformer, geminifusion  # noqa: F401  (register the AsymFormer and GeminiFusion families)
 from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_TRAIN, AsymFormer
 from .base import ParamGroupRule, SegmentationModel
 from .factory import create_model, load_model
+from .geminifusion import GeminiFusion
 from .layers import InputShapeError, InputSizeError, pad_to_multiple
 from .pretrained import BackboneMapping, PretrainedSource
 from .registry import (
@@ -36,6 +37,7 @@ __all__ = [
     "BackboneMapping",
     "CheckpointError",
     "CheckpointMismatchError",
+    "GeminiFusion",
     "InputShapeError",
     "InputSizeError",
     "LoadReport",

@@ -33,6 +33,7 @@ from .fusion import CMA_ONLY, CONCAT, LAFS_CMA, LAFS_ONLY, SCC, SE_MHSA, FusionD
 from .layers import init_vit_weights
 from .pretrained import BackboneMapping, PretrainedSource, StateDict
 from .registry import PaperFacts, register_input_spec, register_model
+from .weights import rename_key
 
 NYUV2_RGB_MEAN = (0.4850042694973687, 0.41627756261047333, 0.3981809741523051)
 NYUV2_RGB_STD = (0.26415541082494515, 0.2728415392982039, 0.2831175140191598)
@@ -191,12 +192,6 @@ _DECODER_PROJ = re.compile(r"^Decoder\.linear_c\d\.proj\.weight$")
 _ATTN_PROJ = re.compile(r"\.attn\.proj\.weight$")
 
 
-def _rename(key: str, rules: tuple[tuple[re.Pattern[str], str], ...]) -> str:
-    for pattern, replacement in rules:
-        key = pattern.sub(replacement, key)
-    return key
-
-
 def legacy_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
     """Convert the 2023 released layout (``SCC.conv1``/``SCC.bn``, 2-D decoder projections) losslessly.
 
@@ -204,7 +199,7 @@ def legacy_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
     """
     out = {}
     for old_key, value in state.items():
-        key = _rename(old_key, _LEGACY_RENAMES)
+        key = rename_key(old_key, _LEGACY_RENAMES)
         if _DECODER_PROJ.match(key) and value.ndim == 2:
             out[key] = value[:, :, None, None]
         elif _ATTN_PROJ.search(key) and value.ndim == 4 and value.shape[2:] == (1, 1):
@@ -218,7 +213,7 @@ def current_to_legacy(state: Mapping[str, torch.Tensor]) -> StateDict:
     """The inverse of :func:`legacy_to_current`: the layout the official 2023 code and released checkpoint use."""
     out = {}
     for current_key, value in state.items():
-        key = _rename(current_key, _CURRENT_RENAMES)
+        key = rename_key(current_key, _CURRENT_RENAMES)
         out[key] = value[:, :, 0, 0] if _DECODER_PROJ.match(key) and value.ndim == 4 else value
     return out
 

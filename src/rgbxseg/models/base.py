@@ -48,7 +48,7 @@ class ParamGroupRule:
 
 
 def _matches_path(patterns: Sequence[str], name: str) -> bool:
-    """Whether module ``name`` or one of its ancestors (``a``, ``a.b`` of ``a.b.c``) fully matches a pattern."""
+    """Whether ``name`` or one of its ancestors (``a``, ``a.b`` of ``a.b.c``) fully matches a pattern."""
     parts = name.split(".")
     return any(re.fullmatch(p, ".".join(parts[:end])) for end in range(1, len(parts) + 1) for p in patterns)
 
@@ -65,8 +65,8 @@ class SegmentationModel(nn.Module):
 
     * ``outputs`` / ``prediction_output`` and :meth:`forward_outputs`: every named output (default: one, ``out``);
     * ``loss_terms`` and :meth:`loss`: named loss terms, summed by the trainer (default: cross-entropy, void ignored);
-    * ``frozen``: regular expressions that fully match the names of modules whose weights never train
-      (:meth:`freeze_declared` clears their ``requires_grad``). What is frozen is then read from ``requires_grad``
+    * ``frozen``: regular expressions that fully match the names of modules (or parameters) whose weights never
+      train (:meth:`freeze_declared` clears their ``requires_grad``). What is frozen is then read from ``requires_grad``
       alone, so parameters frozen by hand count too: a module is frozen when no parameter below it trains and it
       has parameters or sits in a frozen module. ``frozen_train_mode`` says how frozen modules run while the model
       trains: ``"eval"`` (default: no dropout or drop path, fixed BatchNorm statistics) or ``"train"`` (stochastic
@@ -122,11 +122,12 @@ class SegmentationModel(nn.Module):
     def check_input_spec(self, spec: InputSpec) -> None:
         """Refuse an input convention with other channels or another size rule than the network's."""
         own = self.input_spec
-        if (spec.rgb.channels, spec.x.channels, spec.multiple) != (own.rgb.channels, own.x.channels, own.multiple):
+        shape = (spec.rgb.channels, spec.x.channels, spec.multiple, spec.min_size)
+        if shape != (own.rgb.channels, own.x.channels, own.multiple, own.min_size):
             raise ValueError(
                 f"{self.model_name} takes {own.rgb.channels} + {own.x.channels} channels at multiples of "
-                f"{own.multiple}; input spec {spec.name} declares {spec.rgb.channels} + {spec.x.channels} at "
-                f"multiples of {spec.multiple}"
+                f"{own.multiple} (at least {own.min_size}); input spec {spec.name} declares {spec.rgb.channels} + "
+                f"{spec.x.channels} at multiples of {spec.multiple} (at least {spec.min_size})"
             )
 
     def use_input_spec(self, spec: InputSpec) -> None:
@@ -155,7 +156,7 @@ class SegmentationModel(nn.Module):
                 f"{self.model_name}: {rgb_name} {tuple(rgb.shape)} and {x_name} {tuple(x.shape)} differ in batch or "
                 f"H×W; resize the {x_name} map to the RGB image (nearest interpolation for depth) before the model."
             )
-        check_spatial_size(rgb.shape[-2], rgb.shape[-1], self.input_multiple, self.model_name)
+        check_spatial_size(rgb.shape[-2], rgb.shape[-1], self.input_multiple, self.model_name, self.input_spec.min_size)
 
     # --- outputs and losses -------------------------------------------------------------------------------------
 
@@ -189,16 +190,20 @@ class SegmentationModel(nn.Module):
     # --- frozen parts -------------------------------------------------------------------------------------------
 
     def freeze_declared(self) -> None:
-        """Stop gradients below every module that ``frozen`` names (idempotent; :func:`rgbxseg.create_model` calls
-        it once the weights are loaded). A pattern (of ``frozen`` or ``eval_in_training``) that names no module is an
-        error, not a silent no-op."""
-        names = [name for name, _ in self.named_modules() if name]
-        for declaration, patterns in (("frozen", self.frozen), ("eval_in_training", self.eval_in_training)):
+        """Stop gradients of every parameter that ``frozen`` names, itself or through a module above it (idempotent;
+        :func:`rgbxseg.create_model` calls it once the weights are loaded). A pattern that names nothing is an error,
+        not a silent no-op (likewise for ``eval_in_training``, which names modules)."""
+        modules = [name for name, _ in self.named_modules() if name]
+        parameters = [name for name, _ in self.named_parameters()]
+        for declaration, patterns, names in (
+            ("frozen", self.frozen, modules + parameters),
+            ("eval_in_training", self.eval_in_training, modules),
+        ):
             unmatched = [p for p in patterns if not any(re.fullmatch(p, name) for name in names)]
             if unmatched:
-                raise ValueError(f"{self.model_name}: {declaration} patterns {unmatched} name no module of the model")
+                raise ValueError(f"{self.model_name}: {declaration} patterns {unmatched} name nothing in the model")
         for name, parameter in self.named_parameters():
-            if _matches_path(self.frozen, name.rpartition(".")[0]):
+            if _matches_path(self.frozen, name):
                 parameter.requires_grad_(False)
 
     def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:

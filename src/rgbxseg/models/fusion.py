@@ -1,4 +1,5 @@
-"""Cross-modal fusion blocks: AsymFormer's LAFS, CMA and SCC, and the paper's Table I baselines (SE, MHSA).
+"""Cross-modal fusion blocks: AsymFormer's LAFS, CMA and SCC, the paper's Table I baselines (SE, MHSA), and
+GeminiFusion's pixel-wise fusion (:class:`PixelwiseFusion`).
 
 An :class:`SCC` block fuses a depth map ``d`` (Cd channels) with an RGB map ``r`` (Cr channels) of the same size:
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .folding import fold_bn_after_conv, fold_bn_after_linear, fold_bn_before_linear
-from .layers import map_to_tokens, split_heads, tokens_to_map
+from .layers import Mlp, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
 
 
 def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
@@ -196,3 +197,72 @@ class SCC(nn.Module):
         """Inference form: the 1×1 conv and its BatchNorm as one convolution."""
         self.conv_bn = fold_bn_after_conv(self.conv_bn[0], self.conv_bn[1])
         return self
+
+
+# --- GeminiFusion ------------------------------------------------------------------------------------------------
+
+
+class TwoSlotAttention(nn.Module):
+    """Multi-head attention of one query per pixel over two key/value slots of that pixel.
+
+    The parameters are ``nn.MultiheadAttention``'s (``in_proj_weight`` packing q/k/v, ``in_proj_bias``,
+    ``out_proj``), so GeminiFusion checkpoints load as they are; the computation is the same as calling that module
+    with the pixels as its batch (per head: q·k of the two slots scaled by head_dim^-½, softmax over the two, weighted
+    values), written out so that it runs vectorised over batch and pixels and exports to ONNX.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's own initialisation
+
+    def forward(
+        self, query: torch.Tensor, keys: tuple[torch.Tensor, torch.Tensor], values: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """``query`` and each slot (B, N, C) → (B, N, C)."""
+        B, N, C = query.shape
+        heads, head_dim = self.num_heads, C // self.num_heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = (F.linear(query, w_q, b_q) * head_dim**-0.5).reshape(B, N, heads, 1, head_dim)
+        k = F.linear(torch.stack(keys, dim=2), w_k, b_k).reshape(B, N, 2, heads, head_dim).transpose(2, 3)
+        v = F.linear(torch.stack(values, dim=2), w_v, b_v).reshape(B, N, 2, heads, head_dim).transpose(2, 3)
+        weights = (q @ k.transpose(-1, -2)).softmax(dim=-1)  # (B, N, heads, 1, 2 slots)
+        return self.out_proj((weights @ v).reshape(B, N, C))
+
+
+class PixelwiseFusion(nn.Module):
+    """GeminiFusion (Jia et al., ICML 2024): each modality's tokens attend, pixel by pixel, to two slots built from the
+    same pixel: an "intra" slot (itself plus a learned per-layer noise) and an "inter" slot (key: itself weighted by
+    a relation score of the pair; value: the other modality). Residual inside: ``z = y + attention``.
+
+    Direction RGB ← X uses ``cross_attn_0_to_1`` and noise row 0, X ← RGB ``cross_attn_1_to_0`` and row 1; the
+    relation judger (MLP 2C → C → C, softmax over channels) is shared, its input order swapped.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8) -> None:
+        super().__init__()
+        self.cross_attn_0_to_1 = TwoSlotAttention(dim, num_heads)
+        self.cross_attn_1_to_0 = TwoSlotAttention(dim, num_heads)
+        self.relation_judger = nn.Sequential(Mlp(2 * dim, dim, dim), nn.Softmax(dim=-1))
+        self.k_noise = nn.Embedding(2, dim)
+        self.v_noise = nn.Embedding(2, dim)
+        self.apply(init_vit_weights)  # trunc-normal linears as in the official code; in_proj and noise keep theirs
+
+    def _direction(self, row: int, attention: TwoSlotAttention, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        relation = self.relation_judger(torch.cat([own, other], dim=-1))
+        keys = (own + self.k_noise.weight[row], own * relation)
+        values = (own + self.v_noise.weight[row], other)
+        return own + attention(own, keys, values)
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two streams' tokens (B, N, C) → fused tokens, in the same order."""
+        return (
+            self._direction(0, self.cross_attn_0_to_1, rgb, x),
+            self._direction(1, self.cross_attn_1_to_0, x, rgb),
+        )

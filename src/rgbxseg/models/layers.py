@@ -53,6 +53,19 @@ def drop_path_rates(total_rate: float, depths: list[int] | tuple[int, ...]) -> l
     return out
 
 
+class Mlp(nn.Module):
+    """Linear → exact GELU → linear on tokens (Swin's MLP, GeminiFusion's relation judger)."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int | None = None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out_features or in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel dimension of an NCHW map (ConvNeXt's "channels_first" LayerNorm)."""
 
@@ -118,26 +131,36 @@ def nearest_multiples(value: int, multiple: int) -> list[int]:
     return [v for v in dict.fromkeys((lower, upper)) if v > 0]
 
 
-def check_spatial_size(h: int, w: int, multiple: int, model_name: str) -> None:
-    """Raise :class:`InputSizeError` naming the nearest valid sizes when H or W is not a multiple of ``multiple``."""
-    if h % multiple == 0 and w % multiple == 0 and h > 0 and w > 0:
+def valid_size(side: int, multiple: int, min_size: int = 1) -> int:
+    """The smallest size ≥ ``side`` that is a multiple of ``multiple`` and at least ``min_size``."""
+    return max(-(-side // multiple), -(-min_size // multiple), 1) * multiple
+
+
+def check_spatial_size(h: int, w: int, multiple: int, model_name: str, min_size: int = 1) -> None:
+    """Raise :class:`InputSizeError` naming the nearest valid sizes when H or W is not a multiple of ``multiple`` or
+    is below ``min_size``."""
+    if h % multiple == 0 and w % multiple == 0 and min(h, w) >= max(min_size, 1):
         return
+    fix = (
+        f"pad it with rgbxseg.models.pad_to_multiple(x, {multiple}{f', min_size={min_size}' if min_size > 1 else ''}) "
+        "and crop the logits back (rgbxseg.Segmenter does this for you)"
+    )
+    if min(h, w) < max(min_size, 1):
+        raise InputSizeError(f"{model_name} needs H and W of at least {min_size}, got {h}×{w}; {fix}.")
     options = [f"{hh}×{ww}" for hh in nearest_multiples(h, multiple) for ww in nearest_multiples(w, multiple)]
     raise InputSizeError(
         f"{model_name} needs H and W to be multiples of {multiple}, got {h}×{w}. "
-        f"Nearest valid sizes: {', '.join(options)}. Resize the input to one of them, or pad it with "
-        f"rgbxseg.models.pad_to_multiple(x, {multiple}) and crop the logits back "
-        f"(rgbxseg.Segmenter does this for you)."
+        f"Nearest valid sizes: {', '.join(options)}. Resize the input to one of them, or {fix}."
     )
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch.Tensor:
-    """Pad an NCHW tensor at the bottom/right so that H and W become multiples of ``multiple``.
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0, min_size: int = 1) -> torch.Tensor:
+    """Pad an NCHW tensor at the bottom/right so that H and W become multiples of ``multiple`` (and ≥ ``min_size``).
 
     Crop the model output back with ``out[..., :h, :w]``; padding bottom/right keeps pixel (0, 0) aligned.
     """
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    pad_h, pad_w = valid_size(h, multiple, min_size) - h, valid_size(w, multiple, min_size) - w
     if pad_h == 0 and pad_w == 0:
         return x
     return F.pad(x, (0, pad_w, 0, pad_h), value=value)

@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -117,10 +120,23 @@ def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
     return state, _parse_metadata(raw, path)
 
 
+_MULTIARRAY = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
+NUMPY_SCALAR_GLOBALS = [
+    (_MULTIARRAY.scalar, "numpy._core.multiarray.scalar"),
+    (_MULTIARRAY.scalar, "numpy.core.multiarray.scalar"),
+    np.dtype,
+    np.dtypes.Float64DType,
+]
+"""What a checkpoint holding a numpy float64 (GeminiFusion's ``best_val``) needs, under its numpy 1 and 2 names:
+numpy's scalar constructor and the float64 dtype, which rebuild a number from bytes and run no other code."""
+
+
 def read_torch_file(path: Path) -> Any:
-    """``torch.load`` of tensors only (``weights_only=True``), with errors that name the file and the fix."""
+    """``torch.load`` of tensors, containers and numpy scalars only (``weights_only=True``), with errors that name the
+    file and the fix."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} contains Python objects besides tensors, and unpickling them could run code, so rgbxseg "
@@ -140,7 +156,7 @@ def _unwrap_container(obj: Any, path: Path, use_ema: bool) -> tuple[Mapping[str,
         if "state_dict_ema" not in obj:
             raise CheckpointError(f"{path}: EMA weights were requested but the file has no 'state_dict_ema'")
         return obj["state_dict_ema"], metadata
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "segmenter"):
         if isinstance(obj.get(key), Mapping):
             return obj[key], metadata
     return obj, metadata
@@ -150,7 +166,8 @@ def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict
     """Read a checkpoint file into (state dict, metadata or None).
 
     Accepts our safetensors files, and PyTorch files holding a bare state dict or a dict with ``state_dict``
-    (official AsymFormer), ``model`` (ImageNet ConvNeXt, our training checkpoints) or ``state_dict_ema``
+    (official AsymFormer), ``model`` (ImageNet ConvNeXt and Swin, our training checkpoints), ``segmenter`` (released
+    GeminiFusion files) or ``state_dict_ema``
     (``use_ema=True``). Keys ending in ``_extra_state`` (Transformer-Engine) are dropped.
     """
     path = Path(path)
@@ -181,6 +198,16 @@ def check_model_name(metadata: WeightsMetadata | None, model_name: str, source: 
 
 def _matching_fraction(state: Mapping[str, torch.Tensor], model_keys: set[str]) -> float:
     return sum(k in model_keys for k in state) / max(len(state), 1)
+
+
+RenameRules = Sequence[tuple[re.Pattern[str], str]]
+
+
+def rename_key(key: str, rules: RenameRules) -> str:
+    """Apply every (pattern, replacement) substitution in turn: how checkpoint layouts are mapped onto each other."""
+    for pattern, replacement in rules:
+        key = pattern.sub(replacement, key)
+    return key
 
 
 def fit_state_dict(model: SegmentationModel, state: Mapping[str, torch.Tensor]) -> StateDict:
