@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rgbxseg.data import Compose, Resize, TrainAugmentation
-from rgbxseg.data.transforms import hsv_to_rgb, jitter_hsv, resize, rgb_to_hsv
+from rgbxseg.data.transforms import gaussian_blur, hsv_to_rgb, jitter_colour, jitter_hsv, resize, rgb_to_hsv
 
 PALETTE = np.random.default_rng(0).integers(0, 256, (41, 3), dtype=np.uint8)
 
@@ -90,6 +90,26 @@ def test_hsv_jitter_touches_rgb_only() -> None:
     jittered = TrainAugmentation(crop_size=(40, 56), hsv=True)(sample)
     assert np.array_equal(plain["label"], jittered["label"]) and np.array_equal(plain["depth"], jittered["depth"])
     assert not np.array_equal(plain["rgb"], jittered["rgb"])
+
+
+def test_colour_jitter_and_blur_touch_rgb_only_and_leave_other_recipes_alone() -> None:
+    """GeminiFusion's photometric augmentation; disabled, it draws nothing, so AsymFormer's stream is unchanged."""
+    sample = _pattern_sample()
+    torch.manual_seed(5)
+    plain = TrainAugmentation(crop_size=(40, 56))(sample)
+    torch.manual_seed(5)
+    disabled = TrainAugmentation(crop_size=(40, 56), colour_jitter_p=0.0, blur_p=0.0)(sample)
+    assert all(np.array_equal(plain[k], disabled[k]) for k in ("rgb", "depth", "label"))
+    torch.manual_seed(5)
+    photometric = TrainAugmentation(crop_size=(40, 56), colour_jitter_p=1.0, blur_p=1.0)(sample)
+    assert np.array_equal(plain["label"], photometric["label"]) and np.array_equal(plain["depth"], photometric["depth"])
+    assert not np.array_equal(plain["rgb"], photometric["rgb"])
+    flat = np.full((6, 7, 3), 90, np.uint8)
+    assert np.array_equal(gaussian_blur(flat, 0.8), flat), "blurring a flat image changes nothing"
+    assert np.array_equal(jitter_colour(flat, {"brightness": 2.0, "contrast": 1.0, "saturation": 1.0}, ["brightness"]),
+                          np.full_like(flat, 180))  # fmt: skip
+    grey = jitter_colour(sample["rgb"], {"brightness": 1.0, "contrast": 1.0, "saturation": 0.0}, ["saturation"])
+    assert (np.ptp(grey.astype(int), axis=-1) <= 1).all(), "saturation 0 leaves grey pixels"
 
 
 def test_randomness_follows_the_torch_seed() -> None:

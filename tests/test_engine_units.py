@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from rgbxseg.engine.checkpoint import load_training_checkpoint
 from rgbxseg.engine.config import ConfigError, TrainConfig, apply_overrides, from_dict, load_config, to_dict
-from rgbxseg.engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, predict_scores
+from rgbxseg.engine.evaluate import GEMINIFUSION_PROTOCOL, OFFICIAL_MULTI_SCALE, EvalProtocol, predict_scores
 from rgbxseg.engine.metrics import ConfusionMatrix
 from rgbxseg.engine.schedule import build_scheduler, warmup_poly_factor
 from rgbxseg.models import CheckpointError
@@ -204,3 +205,27 @@ def test_a_corrupt_training_checkpoint_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:500])  # a copy cut short
     with pytest.raises(CheckpointError, match=r"last\.pt is not a readable PyTorch checkpoint"):
         load_training_checkpoint(path)
+
+
+def test_warmup_poly_from_the_start_as_tokenfusion_does() -> None:
+    """GeminiFusion's schedule: warm-up from 1e-6 over 1500 iterations, then (1 − t/40000)^1 counted from t = 0 (the
+    rate drops when the warm-up ends) and held at its last value from 40000 on."""
+    factor = functools.partial(warmup_poly_factor, total=40_000, warmup=1500, start_factor=1e-6, power=1.0,
+                               from_start=True)  # fmt: skip
+    assert factor(0) == pytest.approx(1e-6)
+    assert factor(750) == pytest.approx(1 - (1 - 0.5) * (1 - 1e-6))
+    assert factor(1499) > 0.999 and factor(1500) == pytest.approx(1 - 1500 / 40_000)
+    assert factor(39_999) == factor(40_000) == factor(55_000) == pytest.approx(2.5e-5)
+
+
+def test_geminifusion_evaluation_size_and_resizing() -> None:
+    """Shorter side 480, then both sides up to a multiple of 32, images bilinear and labels nearest."""
+    assert GEMINIFUSION_PROTOCOL.evaluation_size(480, 640) == (480, 640)
+    assert GEMINIFUSION_PROTOCOL.evaluation_size(530, 730) == (480, 672)  # 730 × 480/530 = 661.1 → 661 → 672
+    assert GEMINIFUSION_PROTOCOL.evaluation_size(427, 561) == (480, 640)
+    labels = torch.arange(12).reshape(1, 3, 4).repeat_interleave(10, 1).repeat_interleave(10, 2)  # 30 × 40
+    rgb, x, resized = GEMINIFUSION_PROTOCOL.resize_inputs(torch.rand(1, 3, 30, 40), torch.rand(1, 3, 30, 40), labels)
+    assert rgb.shape == (1, 3, 480, 640) and x.shape == (1, 3, 480, 640) and resized.shape == (1, 480, 640)
+    assert set(resized.unique().tolist()) == set(range(12)), "labels are never blended"
+    with pytest.raises(ValueError, match="logit_upsampling must be one of"):
+        EvalProtocol(logit_upsampling="nearest")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 import rgbxseg
 from conftest import DATA, regenerate_fixture_weights
 from rgbxseg.bench import benchmark
+from rgbxseg.cli import main
 from rgbxseg.engine.config import load_config
 from rgbxseg.engine.train import train
 from rgbxseg.models import CheckpointMismatchError
@@ -241,3 +243,27 @@ def test_bench_counts_the_fusion_attention() -> None:
     result = benchmark("geminifusion_mit_b0", height=64, width=96, warmup=0, runs=1)
     assert result.macs.attention_macs > 0 and result.macs.params == 5_863_562
     assert "geminifusion_mit_b0" in result.describe()
+
+
+def test_eval_with_the_published_protocol_scores_the_ensemble(
+    synthetic_scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = rgbxseg.save_weights(rgbxseg.create_model("geminifusion_mit_b0"), tmp_path / "gf.safetensors")
+    report_path = tmp_path / "report.json"
+    argv = ["eval", "--weights", str(weights), "--data", str(synthetic_scenes), "--protocol", "geminifusion",
+            "--quiet", "--json", str(report_path)]  # fmt: skip
+    assert main(argv) == 0
+    protocol = json.loads(report_path.read_text())["protocol"]
+    assert (protocol["scored_output"], protocol["shorter_side"], protocol["logit_upsampling"]) == (
+        "ens",
+        480,
+        "bicubic",
+    )
+    assert protocol["resolution"].startswith("shorter side 480, both sides up to a multiple of 32")
+    assert "scored output: ens" in capsys.readouterr().out
+    model = rgbxseg.load_model(weights)
+    rgb, x = model.input_spec.example_inputs(1, 64, 96)
+    with torch.inference_mode():
+        bicubic = model.output_logits(rgb, x, mode="bicubic")
+        expected = torch.nn.functional.interpolate(model.forward_outputs(rgb, x)["ens"], size=(64, 96), mode="bicubic")
+    assert torch.equal(bicubic, expected)

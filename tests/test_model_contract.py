@@ -20,12 +20,13 @@ from torch import nn
 import rgbxseg
 from conftest import SMALL_MODELS
 from rgbxseg.cli import main
+from rgbxseg.engine.checkpoint import load_training_checkpoint
 from rgbxseg.engine.config import ConfigError, OptimConfig, load_config
 from rgbxseg.engine.distributed import CrossRankBatchNorm2d, convert_sync_batchnorm
 from rgbxseg.engine.evaluate import evaluate_weights
 from rgbxseg.engine.objective import TrainingObjective, total_loss
 from rgbxseg.engine.optim import build_optimizer
-from rgbxseg.engine.train import ModelEMA, reseed, train
+from rgbxseg.engine.train import ModelEMA, Trainer, reseed, train
 from rgbxseg.io import file_digest
 from rgbxseg.models import (
     BackboneMapping,
@@ -357,3 +358,42 @@ def test_weights_trained_without_x_are_evaluated_without_it(
     assert with_depth.protocol["x_modality"] == "depth"
     with pytest.raises(ValueError, match="no modality 'thermal'"):
         evaluate_weights(weights, synthetic_scenes, x_modality="thermal", progress=False)
+
+
+def test_stages_restart_the_optimiser_and_resume_across_a_boundary(
+    synthetic_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GeminiFusion's three-stage recipe in small: each stage starts a fresh optimiser at its own rate, and a run
+    stopped at a stage boundary resumes to the same weights as an uninterrupted one."""
+    register_toy(monkeypatch)
+    overrides = [f"data.root={synthetic_scenes}", f"model.name={TOY_NAME}", "data.crop_size=[64,96]", "epochs=3",
+                 "schedule.stages=[{epochs: 1, lr: 0.01}, {epochs: 2, lr: 0.002}]", "schedule.warmup_iterations=2",
+                 "schedule.warmup_start_factor=0.5", "schedule.poly_from_start=true", "checkpoint_every=1"]  # fmt: skip
+    straight = train(
+        load_config("synthetic_quick", [*overrides, f"output_dir={tmp_path / 'straight'}"]), progress=False
+    )
+    per_epoch = straight.iterations // 3
+    assert [row["stage"] for row in straight.history] == [1, 2, 2]
+    # the rate at the end of each epoch: stage 1 decays over its own iterations; stage 2 restarts at its own rate
+    assert straight.history[0]["lr"] == pytest.approx(0.01 * (1 / per_epoch) ** 0.9)
+    assert straight.history[1]["lr"] == pytest.approx(0.002 * 0.5**0.9)
+
+    stopped = tmp_path / "stopped"
+    real_epoch = Trainer._train_epoch
+
+    def stop_at_the_second_stage(self: Trainer, epoch: int) -> dict:
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stop_at_the_second_stage)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"]), progress=False)
+    state = load_training_checkpoint(stopped / "last.pt")
+    assert (state["epoch"], state["stage"]) == (1, 0)
+    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+    resumed = train(load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"]), resume=True, progress=False)
+    final = load_training_checkpoint(stopped / "last.pt")
+    assert final["stage"] == 1 and all(v["step"] == 2 * per_epoch for v in final["optimizer"]["state"].values())
+    ours, reference = rgbxseg.read_checkpoint(resumed.weights)[0], rgbxseg.read_checkpoint(straight.weights)[0]
+    assert all(torch.equal(ours[k], reference[k]) for k in reference)

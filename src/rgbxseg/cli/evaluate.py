@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from ..engine.evaluate import OFFICIAL_MULTI_SCALE, EvalProtocol, evaluate_weights
+from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, evaluate_weights
 from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments, parse_size
 
@@ -15,13 +16,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="root of a canonical dataset (see rgbxseg prepare)")
     parser.add_argument("--split", default="test", help="split list to evaluate (default: test)")
     parser.add_argument(
-        "--multi-scale", action="store_true", help="the official protocol: ×1.0, 1.2, 1.4, logits summed"
+        "--protocol",
+        choices=sorted(EVAL_PROTOCOLS),
+        default="default",
+        help="a published protocol to start from: asymformer-ms (×1.0, 1.2, 1.4, logits summed), geminifusion "
+        "(shorter side 480 rounded up to 32, bicubic logits); the options below change it",
     )
-    parser.add_argument("--scales", type=float, nargs="+", help="general input scales (overrides --multi-scale)")
+    parser.add_argument("--multi-scale", action="store_true", help="the same as --protocol asymformer-ms")
+    parser.add_argument("--scales", type=float, nargs="+", help="general input scales")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
-    parser.add_argument("--fusion", choices=("logits", "softmax"), default="logits", help="what is summed over runs")
+    parser.add_argument("--fusion", choices=("logits", "softmax"), help="what is summed over runs")
     parser.add_argument("--window", type=parse_size, help="sliding-window inference with this HxW window")
     parser.add_argument("--stride", type=parse_size, help="sliding-window stride HxW (default: the window)")
+    parser.add_argument("--shorter-side", type=int, help="evaluate with the shorter side resized to this (and ↑32)")
+    parser.add_argument("--logit-upsampling", choices=LOGIT_UPSAMPLING, help="logits to the input size")
     parser.add_argument(
         "--output", help="named output to score (default: the model's prediction; e.g. a single-modality head)"
     )
@@ -42,15 +50,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = OFFICIAL_MULTI_SCALE if args.multi_scale else EvalProtocol()
-    protocol = EvalProtocol(
-        scales=tuple(args.scales) if args.scales else base.scales,
-        flip=args.flip,
-        fusion=args.fusion,
-        align_corners=base.align_corners,
-        window=args.window,
-        stride=args.stride,
-    )
+    base = EVAL_PROTOCOLS["asymformer-ms" if args.multi_scale else args.protocol]
+    changes = {
+        "scales": tuple(args.scales) if args.scales else None,
+        "flip": args.flip or None,
+        "fusion": args.fusion,
+        "window": args.window,
+        "stride": args.stride,
+        "shorter_side": args.shorter_side,
+        "logit_upsampling": args.logit_upsampling,
+    }
+    protocol = replace(base, **{key: value for key, value in changes.items() if value is not None})
     report = evaluate_weights(
         args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol, output=args.output,
         x_modality=args.x_modality, label_set=args.label_set, input_spec=args.input_spec, device=args.device,

@@ -97,6 +97,33 @@ def jitter_hsv(rgb: np.ndarray, hue_factor: float, saturation_factor: float, val
     return np.clip(np.rint(hsv_to_rgb(hsv) * 255.0), 0, 255).astype(np.uint8)
 
 
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def jitter_colour(rgb: np.ndarray, factors: dict[str, float], order: Iterable[str]) -> np.ndarray:
+    """torchvision's colour jitter on 8-bit RGB: brightness scales the image, contrast blends it with its mean grey,
+    saturation with its grey image, each clipped to [0, 1], in the given order."""
+    image = rgb.astype(np.float32) / 255.0
+    for name in order:
+        factor = factors[name]
+        grey = image @ GREY_WEIGHTS
+        blend = {"brightness": 0.0, "contrast": grey.mean(), "saturation": grey[..., None]}[name]
+        image = np.clip(image * factor + blend * (1.0 - factor), 0.0, 1.0)
+    return np.rint(image * 255.0).astype(np.uint8)
+
+
+def gaussian_blur(rgb: np.ndarray, sigma: float, size: int = 3) -> np.ndarray:
+    """A ``size``×``size`` Gaussian blur with mirrored edges, on an 8-bit image."""
+    offsets = np.arange(size, dtype=np.float32) - (size - 1) / 2
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    radius = size // 2
+    image = np.pad(rgb.astype(np.float32), ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    rows = sum(k * image[i : i + rgb.shape[0]] for i, k in enumerate(kernel))
+    blurred = sum(k * rows[:, i : i + rgb.shape[1]] for i, k in enumerate(kernel))
+    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+
+
 class Compose:
     """Apply transforms in order."""
 
@@ -124,11 +151,13 @@ class Resize:
 
 
 class TrainAugmentation:
-    """The AsymFormer paper's training augmentation with nearest-neighbour labels and depth.
+    """The papers' training augmentation with nearest-neighbour labels and depth.
 
     Random scale s ~ U(scale_range) to (round(s·H), round(s·W)); random crop to ``crop_size`` (padding with 0 =
     void/invalid where the scaled sample is smaller); horizontal flip with probability ``flip_p``; HSV jitter on
-    RGB only (hue × U(hue_range), saturation × U(saturation_range), value + U(value_range) on 0–255).
+    RGB only (AsymFormer: hue × U(hue_range), saturation × U(saturation_range), value + U(value_range) on 0–255);
+    with probability ``colour_jitter_p`` brightness, contrast and saturation × U(1 ± ``colour_jitter``) in random
+    order, and with probability ``blur_p`` a 3×3 Gaussian blur of σ ``blur_sigma``, on RGB only (GeminiFusion).
     Randomness comes from torch's global generator (see the module docstring); ``seed`` varies it further.
     """
 
@@ -142,9 +171,15 @@ class TrainAugmentation:
         hue_range: tuple[float, float] = (0.9, 1.1),
         saturation_range: tuple[float, float] = (0.9, 1.1),
         value_range: tuple[float, float] = (-25.0, 25.0),
+        colour_jitter_p: float = 0.0,
+        colour_jitter: float = 0.5,
+        blur_p: float = 0.0,
+        blur_sigma: float = 0.8,
         seed: int | None = None,
         nearest_keys: Iterable[str] = NEAREST_KEYS,
     ) -> None:
+        self.colour_jitter_p, self.colour_jitter = colour_jitter_p, colour_jitter
+        self.blur_p, self.blur_sigma = blur_p, blur_sigma
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.scale_range = scale_range
         self.flip_p = flip_p
@@ -175,4 +210,11 @@ class TrainAugmentation:
         if self.hsv:
             factors = rng.uniform(*self.hue_range), rng.uniform(*self.saturation_range), rng.uniform(*self.value_range)
             out["rgb"] = jitter_hsv(out["rgb"], *factors)
+        # Draws below happen only when enabled, so that recipes without them keep their random streams.
+        if self.colour_jitter_p and rng.random() < self.colour_jitter_p:
+            names = ("brightness", "contrast", "saturation")
+            factors = {name: rng.uniform(1 - self.colour_jitter, 1 + self.colour_jitter) for name in names}
+            out["rgb"] = jitter_colour(out["rgb"], factors, [names[i] for i in rng.permutation(3)])
+        if self.blur_p and rng.random() < self.blur_p:
+            out["rgb"] = gaussian_blur(out["rgb"], self.blur_sigma)
         return out

@@ -52,6 +52,14 @@ class DataConfig:
     scale_range: tuple[float, float] = (1.0, 2.0)
     flip_prob: float = 0.5
     hsv_jitter: bool = True
+    """AsymFormer's HSV jitter of the RGB image."""
+    colour_jitter_p: float = 0.0
+    """Probability of a brightness/contrast/saturation jitter of the RGB image (GeminiFusion: 0.2)."""
+    colour_jitter: float = 0.5
+    """Its factors are drawn from U(1 − colour_jitter, 1 + colour_jitter)."""
+    blur_p: float = 0.0
+    """Probability of a 3×3 Gaussian blur of the RGB image (GeminiFusion: 0.2, σ = blur_sigma)."""
+    blur_sigma: float = 0.8
     batch_size: int = 8
     val_batch_size: int = 1
     workers: int = 4
@@ -74,10 +82,27 @@ class OptimConfig:
 
 
 @dataclass
+class StageConfig:
+    epochs: int
+    lr: float
+
+
+@dataclass
 class ScheduleConfig:
     warmup_epochs: float = 4.0
+    warmup_iterations: int | None = None
+    """Warm-up length in iterations (replaces ``warmup_epochs`` when set)."""
     warmup_start_factor: float = 1e-3
     power: float = 0.9
+    poly_iterations: int | None = None
+    """Iteration at which the polynomial decay would reach 0 (default: the end of the run, or of each stage); the
+    rate is held at its last value beyond it."""
+    poly_from_start: bool = False
+    """Count the decay from iteration 0 instead of from the end of the warm-up (TokenFusion, GeminiFusion)."""
+    stages: tuple[StageConfig, ...] = ()
+    """Consecutive training stages, each with its epochs and base learning rate; the optimiser (its state) and the
+    schedule (warm-up included) restart at each one, as GeminiFusion's three stages do. Their epochs must add up to
+    ``epochs``. Empty: one stage of ``epochs`` at ``optim.lr``."""
 
 
 @dataclass
@@ -86,6 +111,10 @@ class EvalConfig:
     """Validate every N epochs during training (0 = only at the end)."""
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    shorter_side: int | None = None
+    """Validate at this shorter side, rounded up to a multiple of 32 (GeminiFusion: 480); None = native."""
+    logit_upsampling: str = "bilinear"
+    """``bilinear`` or ``bicubic`` (GeminiFusion) upsampling of the logits to the evaluated resolution."""
 
 
 @dataclass

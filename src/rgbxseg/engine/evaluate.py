@@ -54,6 +54,11 @@ class EvalProtocol:
             ``"softmax"`` (probabilities).
         align_corners: for resizing scaled scores back (the official multi-scale script uses ``True``).
         window / stride: sliding-window inference with this window (H, W) and stride instead of the whole image.
+        shorter_side: evaluate at another resolution (GeminiFusion: 480): image and labels resized so that the
+            shorter side has this length, then both sides up to a multiple of ``size_multiple`` (images bilinear,
+            labels nearest); the metrics count the pixels of that resolution.
+        logit_upsampling: how the model's logits reach the input resolution: ``"bilinear"`` (the model's own
+            ``forward``) or ``"bicubic"`` (from the decoder's resolution, as GeminiFusion's ``cv2.INTER_CUBIC``).
     """
 
     scales: tuple[float, ...] = (1.0,)
@@ -62,6 +67,9 @@ class EvalProtocol:
     align_corners: bool = False
     window: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
+    shorter_side: int | None = None
+    size_multiple: int = 32
+    logit_upsampling: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.fusion not in _SCORE_FUSIONS:
@@ -70,14 +78,47 @@ class EvalProtocol:
             raise ValueError(f"scales must be positive, got {self.scales}")
         if self.stride is not None and self.window is None:
             raise ValueError("a sliding-window stride needs a window size")
+        if self.logit_upsampling not in LOGIT_UPSAMPLING:
+            raise ValueError(f"logit_upsampling must be one of {LOGIT_UPSAMPLING}, got {self.logit_upsampling!r}")
+        if (self.shorter_side is not None and self.shorter_side < 1) or self.size_multiple < 1:
+            raise ValueError("shorter_side and size_multiple must be positive")
+
+    def evaluation_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) at which a frame of ``height`` × ``width`` is evaluated."""
+        if self.shorter_side is None:
+            return height, width
+        scale = self.shorter_side / min(height, width)
+        resized = round(height * scale), round(width * scale)
+        return tuple(-(-side // self.size_multiple) * self.size_multiple for side in resized)  # type: ignore[return-value]
+
+    def resize_inputs(
+        self, rgb: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs and labels at :meth:`evaluation_size`, in the official two steps (shorter side, then the multiple)."""
+        if self.shorter_side is None:
+            return rgb, x, labels
+        height, width = rgb.shape[-2:]
+        scale = self.shorter_side / min(height, width)
+        for size in ((round(height * scale), round(width * scale)), self.evaluation_size(height, width)):
+            if tuple(rgb.shape[-2:]) != size:
+                rgb, x = (F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+                          for t in (rgb, x))  # fmt: skip
+                labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        return rgb, x, labels
 
     def describe(self) -> dict:
         return asdict(self)
 
 
+LOGIT_UPSAMPLING = ("bilinear", "bicubic")
+
 SINGLE_SCALE = EvalProtocol()
 OFFICIAL_MULTI_SCALE = EvalProtocol(scales=(1.0, 1.2, 1.4), align_corners=True)
 """The AsymFormer ``MS5_eval.py`` protocol behind the 55.3 mIoU: ×1.0, 1.2, 1.4, raw logits summed, no flip."""
+GEMINIFUSION_PROTOCOL = EvalProtocol(shorter_side=480, logit_upsampling="bicubic")
+"""GeminiFusion's evaluation: single scale, shorter side 480 rounded up to a multiple of 32 (labels too), bicubic
+logit upsampling; score its ``ens`` output (the model's prediction)."""
+EVAL_PROTOCOLS = {"default": SINGLE_SCALE, "asymformer-ms": OFFICIAL_MULTI_SCALE, "geminifusion": GEMINIFUSION_PROTOCOL}
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -206,16 +247,17 @@ def evaluate(
     model.eval()
     device = next(model.parameters()).device
     runner: Segmenter = model
-    if output is not None:
+    if output is not None or protocol.logit_upsampling != "bilinear":
         if not isinstance(model, SegmentationModel):
-            raise TypeError(f"scoring output {output!r} needs a SegmentationModel, got {type(model).__name__}")
-        runner = functools.partial(model.output_logits, output=output)
+            raise TypeError(f"named outputs and bicubic logits need a SegmentationModel, got {type(model).__name__}")
+        runner = functools.partial(model.output_logits, output=output, mode=protocol.logit_upsampling)
     confusion = ConfusionMatrix(num_classes, device)
     started = time.perf_counter()
     for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
         rgb, x = model_inputs(batch, x_modality, device, model.x_channels)
+        rgb, x, labels = protocol.resize_inputs(rgb, x, batch["label"].to(device))
         scores = predict_scores(runner, rgb, x, protocol, model.input_multiple, model.input_spec.min_size)
-        confusion.update(scores.argmax(1), batch["label"].to(device))
+        confusion.update(scores.argmax(1), labels)
     confusion.all_reduce()
     model.train(was_training)
     metrics = confusion.compute(class_names)
@@ -296,7 +338,13 @@ def evaluate_weights(
         metrics=metrics,
         protocol={
             **protocol.describe(),
-            "resolution": f"native, padded to a multiple of {model.input_multiple} and cropped back",
+            "resolution": (
+                f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
+                "(labels nearest), then"
+                if protocol.shorter_side
+                else "native,"
+            )
+            + f" padded to the model's size rule (multiple of {model.input_multiple}) and cropped back",
             "scored_output": scored,
             "prediction_output": model.prediction_output,
             "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means",

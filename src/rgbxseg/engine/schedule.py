@@ -1,4 +1,5 @@
-"""The AsymFormer learning-rate schedule: per-iteration linear warm-up, then polynomial decay."""
+"""Learning-rate schedules: per-iteration linear warm-up, then polynomial decay (AsymFormer's, and TokenFusion's as
+GeminiFusion uses it)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,36 @@ from torch.optim.lr_scheduler import LambdaLR
 
 
 def warmup_poly_factor(
-    iteration: int, total: int, warmup: int, start_factor: float = 1e-3, power: float = 0.9
+    iteration: int,
+    total: int,
+    warmup: int,
+    start_factor: float = 1e-3,
+    power: float = 0.9,
+    from_start: bool = False,
 ) -> float:
     """Multiplier of the base learning rate at ``iteration`` (0-based).
 
-    Warm-up: ``start_factor·(1 − α) + α`` with ``α = iteration / warmup``; then
-    ``(1 − (iteration − warmup) / (total − warmup)) ** power``, reaching 0 at ``total``.
+    Warm-up: ``start_factor·(1 − α) + α`` with ``α = iteration / warmup``. Then, by default (AsymFormer),
+    ``(1 − (iteration − warmup) / (total − warmup)) ** power``, reaching 0 at ``total``. With ``from_start``
+    (TokenFusion/GeminiFusion) the decay counts from iteration 0, ``(1 − iteration / total) ** power``, so the rate
+    drops when the warm-up ends, and it is held at its last value from ``total`` on.
     """
     if iteration < warmup:
         alpha = iteration / warmup
         return start_factor * (1.0 - alpha) + alpha
+    if from_start:
+        return (1.0 - min(iteration, total - 1) / total) ** power
     remaining = max(total - warmup, 1)
     return max(1.0 - (iteration - warmup) / remaining, 0.0) ** power
 
 
 def build_scheduler(
-    optimizer: Optimizer, total: int, warmup: int, start_factor: float = 1e-3, power: float = 0.9
+    optimizer: Optimizer,
+    total: int,
+    warmup: int,
+    start_factor: float = 1e-3,
+    power: float = 0.9,
+    from_start: bool = False,
 ) -> LambdaLR:
     """A ``LambdaLR`` stepped once per iteration (its state dict resumes exactly)."""
-    return LambdaLR(optimizer, lambda it: warmup_poly_factor(it, total, warmup, start_factor, power))
+    return LambdaLR(optimizer, lambda it: warmup_poly_factor(it, total, warmup, start_factor, power, from_start))

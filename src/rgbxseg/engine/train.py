@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import logging
 import math
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from ..models.registry import get_input_spec
 from ..models.weights import save_weights
 from ..runtime import autocast, resolve_dtype
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
-from .config import ConfigError, TrainConfig, to_dict
+from .config import ConfigError, StageConfig, TrainConfig, to_dict
 from .distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -174,12 +175,13 @@ class Trainer:
                 f"fewer than one global batch ({config.data.batch_size} × {ctx.world_size} processes); "
                 "lower data.batch_size"
             )
-        self.total_iterations = config.epochs * self.iterations_per_epoch
-        self.optimizer = build_optimizer(self.model, config.optim)
-        warmup = round(config.schedule.warmup_epochs * self.iterations_per_epoch)
-        self.scheduler = build_scheduler(
-            self.optimizer, self.total_iterations, warmup, config.schedule.warmup_start_factor, config.schedule.power
-        )
+        self.stages = config.schedule.stages or (StageConfig(config.epochs, config.optim.lr),)
+        if sum(stage.epochs for stage in self.stages) != config.epochs or min(s.epochs for s in self.stages) < 1:
+            raise ConfigError(
+                f"schedule.stages: their epochs {[stage.epochs for stage in self.stages]} must be positive and add up "
+                f"to epochs ({config.epochs})"
+            )
+        self._start_stage(0)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay else None
         self.epoch = 0
@@ -188,6 +190,29 @@ class Trainer:
         self.tensorboard = self._tensorboard() if config.tensorboard and ctx.is_main else None
 
     # --- construction -------------------------------------------------------------------------------------------
+
+    def stage_of(self, epoch: int) -> int:
+        """The index of the stage that epoch ``epoch`` (0-based) belongs to."""
+        ends = itertools.accumulate(stage.epochs for stage in self.stages)
+        return next(index for index, end in enumerate(ends) if epoch < end)
+
+    def _start_stage(self, index: int) -> None:
+        """A fresh optimiser at the stage's base learning rate, and its schedule from iteration 0."""
+        config, stage = self.config, self.stages[index]
+        self.stage = index
+        self.optimizer = build_optimizer(self.model, replace(config.optim, lr=stage.lr))
+        iterations = stage.epochs * self.iterations_per_epoch
+        schedule = config.schedule
+        warmup = schedule.warmup_iterations
+        warmup = round(schedule.warmup_epochs * self.iterations_per_epoch) if warmup is None else warmup
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            schedule.poly_iterations or iterations,
+            warmup,
+            schedule.warmup_start_factor,
+            schedule.power,
+            schedule.poly_from_start,
+        )
 
     def _build_model(self, num_classes: int) -> SegmentationModel:
         spec = self.config.model
@@ -223,7 +248,17 @@ class Trainer:
     def _dataset(self, split: str, train: bool) -> RGBXDataset:
         data = self.config.data
         transform = (
-            TrainAugmentation(data.crop_size, data.scale_range, data.flip_prob, data.hsv_jitter, seed=self.config.seed)
+            TrainAugmentation(
+                data.crop_size,
+                data.scale_range,
+                data.flip_prob,
+                data.hsv_jitter,
+                colour_jitter_p=data.colour_jitter_p,
+                colour_jitter=data.colour_jitter,
+                blur_p=data.blur_p,
+                blur_sigma=data.blur_sigma,
+                seed=self.config.seed,
+            )
             if train
             else None
         )
@@ -249,6 +284,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "stage": self.stage,
             "epoch": self.epoch,
             "iteration": self.iteration,
             "history": self.history,
@@ -267,6 +303,7 @@ class Trainer:
             if state["state_dict_ema"] is None:
                 raise ConfigError(f"{self.checkpoint_path} has no EMA weights; resume with the run's own config")
             self.ema.module.load_state_dict(state["state_dict_ema"])
+        self._start_stage(state.get("stage", 0))  # the optimiser and schedule the saved state belongs to
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as err:
@@ -375,7 +412,12 @@ class Trainer:
             self.val_set,
             num_classes=self.model.num_classes,
             class_names=self.metadata.class_names,
-            protocol=EvalProtocol(scales=self.config.eval.scales, flip=self.config.eval.flip),
+            protocol=EvalProtocol(
+                scales=self.config.eval.scales,
+                flip=self.config.eval.flip,
+                shorter_side=self.config.eval.shorter_side,
+                logit_upsampling=self.config.eval.logit_upsampling,
+            ),
             x_modality=self.x_modality,
             batch_size=self.config.data.val_batch_size,
             progress=self.progress,
@@ -417,6 +459,8 @@ class Trainer:
                 tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         metrics = None
         for epoch in range(self.epoch, config.epochs):
+            if self.stage_of(epoch) != self.stage:
+                self._start_stage(self.stage_of(epoch))
             stats = self._train_epoch(epoch)
             self.epoch = epoch + 1
             last = self.epoch == config.epochs
@@ -425,6 +469,7 @@ class Trainer:
             self._log_epoch(
                 {
                     "epoch": self.epoch,
+                    **({"stage": self.stage + 1} if len(self.stages) > 1 else {}),
                     "iteration": self.iteration,
                     "lr": self.scheduler.get_last_lr()[0],
                     **stats,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -172,14 +173,19 @@ class SegmentationModel(nn.Module):
         self.check_inputs(rgb, x)
         return resize(self.forward_decoder(rgb, x), rgb.shape[-2:])
 
-    def output_logits(self, rgb: torch.Tensor, x: torch.Tensor, output: str | None = None) -> torch.Tensor:
-        """Logits of the named output (default: the prediction) at input resolution."""
-        if output is None or output == self.prediction_output:
+    def output_logits(
+        self, rgb: torch.Tensor, x: torch.Tensor, output: str | None = None, mode: str = "bilinear"
+    ) -> torch.Tensor:
+        """Logits of the named output (default: the prediction) at input resolution, upsampled with ``mode``
+        (``bilinear`` as ``forward`` does, or ``bicubic``, align_corners=False)."""
+        output = output or self.prediction_output
+        if output == self.prediction_output and mode == "bilinear":
             return self(rgb, x)
         if output not in self.outputs:
             raise ValueError(f"{self.model_name} has no output {output!r}; its outputs: {', '.join(self.outputs)}")
         self.check_inputs(rgb, x)
-        return resize(self.forward_outputs(rgb, x)[output], rgb.shape[-2:])
+        logits = self.forward_outputs(rgb, x)[output]
+        return F.interpolate(logits, size=rgb.shape[-2:], mode=mode, align_corners=False)
 
     def loss(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms (keys ``loss_terms``; the trainer minimises their sum) of ``forward_outputs`` against
