@@ -28,6 +28,7 @@ from rgbxseg.models.backbones.swin import (
     SwinTransformer,
     interpolate_bias_table,
     relative_position_index,
+    shift_mask,
 )
 from rgbxseg.models.fusion import PixelwiseFusion
 from rgbxseg.models.registry import describe_model
@@ -193,8 +194,8 @@ def test_microsoft_and_openmmlab_swin_files_initialise_the_shared_encoder(tmp_pa
     model = rgbxseg.create_model("geminifusion_swin_t", backbone_weights={"backbone": path})
     encoder = model.encoder
     assert torch.equal(encoder.layers[2].blocks[3].attn.qkv.weight, swin.layers[2].blocks[3].attn.qkv.weight)
-    assert torch.equal(encoder.patch_embed.norm.ln_1.weight, swin.patch_embed.norm.weight)
-    assert torch.equal(encoder.norm0.ln_0.weight, torch.ones(96)), "output norms stay at their initialisation"
+    for norm in (encoder.patch_embed.norm.ln_0, encoder.patch_embed.norm.ln_1, encoder.norm0.ln_0):
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight)), "per-modality norms stay at 1, 0 (official)"
 
     # The same weights in OpenMMLab's layout: names of swin2mmseg.py, patch-merging features in unfold order
     # (W_mm[:, c·4 + j] = W_ms[:, π(j)·C + c] with π = [0, 2, 1, 3]).
@@ -218,11 +219,81 @@ def test_microsoft_and_openmmlab_swin_files_initialise_the_shared_encoder(tmp_pa
 
 
 def test_bias_tables_are_interpolated_to_another_window() -> None:
+    """As the official loader does: each head's (2w−1)² table as an image, resized bicubically."""
     table = torch.randn(13 * 13, 3)
     resized = interpolate_bias_table(table, 12)
     assert resized.shape == (23 * 23, 3)
-    assert torch.allclose(interpolate_bias_table(torch.full((169, 2), 0.5), 12), torch.full((529, 2), 0.5))
+    for head in range(3):
+        image = table[:, head].reshape(1, 1, 13, 13)
+        expected = torch.nn.functional.interpolate(image, size=(23, 23), mode="bicubic", align_corners=False)
+        torch.testing.assert_close(resized[:, head], expected.flatten())
     assert interpolate_bias_table(table, 7) is table
+
+
+def test_shift_masks_separate_the_nine_regions_of_the_padded_map() -> None:
+    """An independent construction: region = (row band, column band) of the padded map, bands split at −window and
+    −shift; within a window, tokens of different regions get −100."""
+    height, width, window, shift = 14, 21, 7, 3
+    band = lambda i, size: 0 if i < size - window else (1 if i < size - shift else 2)  # noqa: E731
+    regions = torch.tensor([[3 * band(r, height) + band(c, width) for c in range(width)] for r in range(height)])
+    windows = regions.reshape(height // window, window, width // window, window).permute(0, 2, 1, 3).reshape(-1, 49)
+    expected = torch.where(windows[:, :, None] == windows[:, None, :], 0.0, -100.0)
+    assert torch.equal(shift_mask(height, width, window, shift, torch.device("cpu")), expected)
+
+
+@pytest.mark.parametrize("name", ["geminifusion_mit_b0", "geminifusion_swin_t"])
+def test_samples_do_not_mix_through_the_stacked_streams(name: str) -> None:
+    """RGB and X run stacked along the batch: every sample's outputs must equal those of the sample alone, at a size
+    whose Swin maps are odd and smaller than the window at stage 4."""
+    model = rgbxseg.create_model(name, num_classes=5).eval()
+    rgb, x = model.input_spec.example_inputs(3, 100, 132, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        together = model.forward_outputs(rgb, x)
+        alone = model.forward_outputs(rgb[1:2], x[1:2])
+    for key in model.outputs:
+        torch.testing.assert_close(together[key][1:2], alone[key], rtol=0, atol=1e-5)
+
+
+def test_parameter_groups_and_drop_path_are_the_official_ones() -> None:
+    """Encoder weights with decay, encoder parameters whose name says "norm" without, decoder at 10× the rate, α in
+    no group; each variant's drop path is its NYUv2 recipe's (rising linearly to the last block)."""
+    model = rgbxseg.create_model("geminifusion_mit_b0")
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g["name"]: {names[id(p)] for p in g["params"]} for g in model.param_groups(lr=1.0, weight_decay=0.01)}
+    decay = {g["name"]: (g["lr"], g["weight_decay"]) for g in model.param_groups(lr=1.0, weight_decay=0.01)}
+    assert groups[r"^decoder\."] == {n for n in names.values() if n.startswith("decoder.")}
+    assert groups[r"^encoder\..*norm"] == {n for n in names.values() if n.startswith("encoder.") and "norm" in n}
+    assert (
+        "alpha" not in set().union(*groups.values()) and "encoder.block1.0.attn.fusion.k_noise.weight" in groups["base"]
+    )
+    assert decay == {"base": (1.0, 0.01), r"^decoder\.": (10.0, 0.01), r"^encoder\..*norm": (1.0, 0.0)}
+    rates = {name: rgbxseg.create_model(name).encoder for name in ("geminifusion_mit_b0", "geminifusion_swin_t")}
+    assert rates["geminifusion_mit_b0"].block4[1].drop_path.drop_prob == pytest.approx(0.4)
+    assert rates["geminifusion_swin_t"].layers[3].blocks[1].drop_path.drop_prob == pytest.approx(0.2)
+    with torch.device("meta"):
+        b5 = rgbxseg.get_model_spec("geminifusion_mit_b5").builder()
+    assert b5.encoder.block4[2].drop_path.drop_prob == pytest.approx(0.35)
+
+
+def test_bundled_configs_are_the_published_recipes() -> None:
+    nyu, sun = load_config("geminifusion_nyuv2"), load_config("geminifusion_sunrgbd")
+    for config in (nyu, sun):
+        assert [(stage.epochs, stage.lr) for stage in config.schedule.stages] == [
+            (100, 6e-5),
+            (100, 3e-5),
+            (100, 1.5e-5),
+        ]
+        schedule = config.schedule
+        assert (schedule.warmup_iterations, schedule.warmup_start_factor, schedule.power) == (1500, 1e-6, 1.0)
+        assert (schedule.poly_iterations, schedule.poly_from_start, config.epochs) == (40_000, True, 300)
+        assert (config.optim.name, config.optim.betas, config.optim.eps) == ("adamw", (0.9, 0.999), 1e-8)
+        data = config.data
+        assert (data.scale_range, data.flip_prob, data.hsv_jitter, data.batch_size) == ((0.5, 2.0), 0.5, False, 2)
+        assert (data.colour_jitter_p, data.colour_jitter, data.blur_p, data.blur_sigma) == (0.2, 0.5, 0.2, 0.8)
+        assert (config.eval.shorter_side, config.eval.logit_upsampling, config.eval.every_epochs) == (480, "bicubic", 5)
+    assert (nyu.model.name, nyu.data.crop_size, nyu.optim.weight_decay) == ("geminifusion_mit_b5", (480, 640), 0.01)
+    assert (sun.data.crop_size, sun.optim.weight_decay, sun.model.kwargs) == ((480, 480), 0.05, {"drop_path": 0.4})
+    assert sun.data.input_spec == "geminifusion_sunrgbd"
 
 
 def test_short_training_learns_and_logs_the_three_loss_terms(synthetic_scenes: Path, tmp_path: Path) -> None:

@@ -75,8 +75,10 @@ def test_models_derive_channels_and_size_rule_from_their_spec() -> None:
     model = create_model("asymformer_b0_t")
     assert model.input_spec is ASYMFORMER_TRAIN
     assert (model.x_channels, model.input_multiple) == (1, 32)
-    with pytest.raises(ValueError, match="takes 3 \\+ 1 channels at multiples of 32"):
-        model.use_input_spec(replace(DEFAULT_RGBD, x=TILED_DEPTH, multiple=32))
+    with pytest.raises(ValueError, match="takes 3 \\+ 1 input channels; input spec rgbd_metric declares 3 \\+ 3"):
+        model.use_input_spec(replace(DEFAULT_RGBD, x=TILED_DEPTH))
+    model.use_input_spec(DEFAULT_RGBD)  # a preset brings its normalisation; the size rule stays the network's
+    assert (model.input_spec.name, model.input_multiple) == ("rgbd_metric", 32)
 
 
 def test_the_dataset_normalises_as_the_spec_declares(scenes: Path) -> None:

@@ -364,7 +364,7 @@ def test_stages_restart_the_optimiser_and_resume_across_a_boundary(
     synthetic_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GeminiFusion's three-stage recipe in small: each stage starts a fresh optimiser at its own rate, and a run
-    stopped at a stage boundary resumes to the same weights as an uninterrupted one."""
+    stopped at a stage boundary or inside a stage resumes to the same weights as an uninterrupted one."""
     register_toy(monkeypatch)
     overrides = [f"data.root={synthetic_scenes}", f"model.name={TOY_NAME}", "data.crop_size=[64,96]", "epochs=3",
                  "schedule.stages=[{epochs: 1, lr: 0.01}, {epochs: 2, lr: 0.002}]", "schedule.warmup_iterations=2",
@@ -378,22 +378,24 @@ def test_stages_restart_the_optimiser_and_resume_across_a_boundary(
     assert straight.history[0]["lr"] == pytest.approx(0.01 * (1 / per_epoch) ** 0.9)
     assert straight.history[1]["lr"] == pytest.approx(0.002 * 0.5**0.9)
 
-    stopped = tmp_path / "stopped"
     real_epoch = Trainer._train_epoch
+    for stop in (1, 2):  # at the boundary of the stages, and inside the second one
+        stopped = tmp_path / f"stopped_at_{stop}"
 
-    def stop_at_the_second_stage(self: Trainer, epoch: int) -> dict:
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch)
+        def stop_there(self: Trainer, epoch: int, stop: int = stop) -> dict:
+            if epoch == stop:
+                raise KeyboardInterrupt
+            return real_epoch(self, epoch)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", stop_at_the_second_stage)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"]), progress=False)
-    state = load_training_checkpoint(stopped / "last.pt")
-    assert (state["epoch"], state["stage"]) == (1, 0)
-    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
-    resumed = train(load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"]), resume=True, progress=False)
-    final = load_training_checkpoint(stopped / "last.pt")
-    assert final["stage"] == 1 and all(v["step"] == 2 * per_epoch for v in final["optimizer"]["state"].values())
-    ours, reference = rgbxseg.read_checkpoint(resumed.weights)[0], rgbxseg.read_checkpoint(straight.weights)[0]
-    assert all(torch.equal(ours[k], reference[k]) for k in reference)
+        monkeypatch.setattr(Trainer, "_train_epoch", stop_there)
+        with pytest.raises(KeyboardInterrupt):
+            train(load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"]), progress=False)
+        state = load_training_checkpoint(stopped / "last.pt")
+        assert (state["epoch"], state["stage"]) == (stop, stop - 1)
+        monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+        config = load_config("synthetic_quick", [*overrides, f"output_dir={stopped}"])
+        resumed = train(config, resume=True, progress=False)
+        final = load_training_checkpoint(stopped / "last.pt")
+        assert final["stage"] == 1 and all(v["step"] == 2 * per_epoch for v in final["optimizer"]["state"].values())
+        ours, reference = rgbxseg.read_checkpoint(resumed.weights)[0], rgbxseg.read_checkpoint(straight.weights)[0]
+        assert all(torch.equal(ours[k], reference[k]) for k in reference), f"stopped at epoch {stop}"

@@ -155,10 +155,12 @@ class TrainAugmentation:
 
     Random scale s ~ U(scale_range) to (round(s·H), round(s·W)); random crop to ``crop_size`` (padding with 0 =
     void/invalid where the scaled sample is smaller); horizontal flip with probability ``flip_p``; HSV jitter on
-    RGB only (AsymFormer: hue × U(hue_range), saturation × U(saturation_range), value + U(value_range) on 0–255);
-    with probability ``colour_jitter_p`` brightness, contrast and saturation × U(1 ± ``colour_jitter``) in random
-    order, and with probability ``blur_p`` a 3×3 Gaussian blur of σ ``blur_sigma``, on RGB only (GeminiFusion).
-    Randomness comes from torch's global generator (see the module docstring); ``seed`` varies it further.
+    RGB only (AsymFormer: hue × U(hue_range), saturation × U(saturation_range), value + U(value_range) on 0–255).
+    GeminiFusion's photometric steps come first, on the whole RGB image, as in its code: with probability
+    ``colour_jitter_p`` brightness, contrast and saturation (in that order) × U(1 ± ``colour_jitter``), and with
+    probability ``blur_p`` a 3×3 Gaussian blur of σ ``blur_sigma``.
+    Randomness comes from torch's global generator (see the module docstring); ``seed`` varies it further. The
+    photometric steps draw only when enabled, so recipes without them keep their random streams.
     """
 
     def __init__(
@@ -193,6 +195,15 @@ class TrainAugmentation:
         draw = int(torch.randint(0, 2**62, (1,)).item())
         return np.random.default_rng([draw] if self.seed is None else [self.seed, draw])
 
+    def _photometric(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.colour_jitter_p and rng.random() < self.colour_jitter_p:
+            names = ("brightness", "contrast", "saturation")
+            factors = {name: rng.uniform(1 - self.colour_jitter, 1 + self.colour_jitter) for name in names}
+            rgb = jitter_colour(rgb, factors, names)
+        if self.blur_p and rng.random() < self.blur_p:
+            rgb = gaussian_blur(rgb, self.blur_sigma)
+        return rgb
+
     def __call__(self, sample: Sample) -> Sample:
         rng = self._generator()
         keys = _image_keys(sample)
@@ -203,18 +214,16 @@ class TrainAugmentation:
         top = int(rng.integers(0, max(size[0] - crop_h, 0) + 1))
         left = int(rng.integers(0, max(size[1] - crop_w, 0) + 1))
         flip = rng.random() < self.flip_p
+        hsv = (
+            (rng.uniform(*self.hue_range), rng.uniform(*self.saturation_range), rng.uniform(*self.value_range))
+            if self.hsv
+            else None
+        )
         out = dict(sample)
+        out["rgb"] = self._photometric(sample["rgb"], rng)
         for key in keys:
-            array = crop_or_pad(resize(sample[key], size, nearest=key in self.nearest_keys), top, left, crop_h, crop_w)
+            array = crop_or_pad(resize(out[key], size, nearest=key in self.nearest_keys), top, left, crop_h, crop_w)
             out[key] = np.ascontiguousarray(array[:, ::-1]) if flip else array
-        if self.hsv:
-            factors = rng.uniform(*self.hue_range), rng.uniform(*self.saturation_range), rng.uniform(*self.value_range)
-            out["rgb"] = jitter_hsv(out["rgb"], *factors)
-        # Draws below happen only when enabled, so that recipes without them keep their random streams.
-        if self.colour_jitter_p and rng.random() < self.colour_jitter_p:
-            names = ("brightness", "contrast", "saturation")
-            factors = {name: rng.uniform(1 - self.colour_jitter, 1 + self.colour_jitter) for name in names}
-            out["rgb"] = jitter_colour(out["rgb"], factors, [names[i] for i in rng.permutation(3)])
-        if self.blur_p and rng.random() < self.blur_p:
-            out["rgb"] = gaussian_blur(out["rgb"], self.blur_sigma)
+        if hsv is not None:
+            out["rgb"] = jitter_hsv(out["rgb"], *hsv)
         return out

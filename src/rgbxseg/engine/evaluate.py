@@ -55,8 +55,9 @@ class EvalProtocol:
         align_corners: for resizing scaled scores back (the official multi-scale script uses ``True``).
         window / stride: sliding-window inference with this window (H, W) and stride instead of the whole image.
         shorter_side: evaluate at another resolution (GeminiFusion: 480): image and labels resized so that the
-            shorter side has this length, then both sides up to a multiple of ``size_multiple`` (images bilinear,
-            labels nearest); the metrics count the pixels of that resolution.
+            shorter side has this length, then both sides up to a multiple of ``size_multiple`` (images bilinear
+            with antialiasing, as torchvision ≥ 0.17 resizes tensors; labels nearest); the metrics count the pixels
+            of that resolution.
         logit_upsampling: how the model's logits reach the input resolution: ``"bilinear"`` (the model's own
             ``forward``) or ``"bicubic"`` (from the decoder's resolution, as GeminiFusion's ``cv2.INTER_CUBIC``).
     """

@@ -62,7 +62,8 @@ class Segmenter:
             is seen at its native scale. ``"resize"`` resizes to ``input_size`` (default: the nearest valid size;
             RGB bilinear, depth nearest so invalid pixels never blend) and resizes the logits back bilinearly —
             use it with ``input_size`` to run large camera frames at the training resolution.
-        input_spec: overrides the weights' declared inputs (same channels), e.g. another normalisation.
+        input_spec: overrides the weights' declared inputs (same channels; the network's size rule is kept), e.g.
+            another normalisation.
         optimize: run the inference form of the model (:func:`rgbxseg.models.optimize.optimize_for_inference`:
             folded normalisations, the reordered decoder, channels-last; with ``dtype`` bf16/fp16 the model's
             half-precision-tolerant parts run in that precision instead of autocasting everything), and let the
@@ -102,8 +103,7 @@ class Segmenter:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device)
         self.metadata: WeightsMetadata = model.weights_metadata or default_metadata(model)
-        self.input_spec = input_spec or model.input_spec
-        model.check_input_spec(self.input_spec)
+        self.input_spec = model.adapt_input_spec(input_spec) if input_spec is not None else model.input_spec
         self.depth_unit: DepthUnit = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size

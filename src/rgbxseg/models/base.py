@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -120,22 +120,21 @@ class SegmentationModel(nn.Module):
         """H and W must be multiples of this (from the input spec)."""
         return self.input_spec.multiple
 
-    def check_input_spec(self, spec: InputSpec) -> None:
-        """Refuse an input convention with other channels or another size rule than the network's."""
+    def adapt_input_spec(self, spec: InputSpec) -> InputSpec:
+        """``spec``'s inputs (modalities, encodings, normalisation) with this network's size rule; a convention with
+        other channel counts than the network's is refused."""
         own = self.input_spec
-        shape = (spec.rgb.channels, spec.x.channels, spec.multiple, spec.min_size)
-        if shape != (own.rgb.channels, own.x.channels, own.multiple, own.min_size):
+        if (spec.rgb.channels, spec.x.channels) != (own.rgb.channels, own.x.channels):
             raise ValueError(
-                f"{self.model_name} takes {own.rgb.channels} + {own.x.channels} channels at multiples of "
-                f"{own.multiple} (at least {own.min_size}); input spec {spec.name} declares {spec.rgb.channels} + "
-                f"{spec.x.channels} at multiples of {spec.multiple} (at least {spec.min_size})"
+                f"{self.model_name} takes {own.rgb.channels} + {own.x.channels} input channels; input spec "
+                f"{spec.name} declares {spec.rgb.channels} + {spec.x.channels}"
             )
+        return replace(spec, multiple=own.multiple, min_size=own.min_size)
 
     def use_input_spec(self, spec: InputSpec) -> None:
-        """Take the input convention of a set of weights (same channels and size rule, other normalisation or X
-        modality)."""
-        self.check_input_spec(spec)
-        self.input_spec = spec
+        """Take the input convention of a set of weights or a registered preset (same channels; the size rule stays
+        the network's)."""
+        self.input_spec = self.adapt_input_spec(spec)
 
     def check_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> None:
         """Raise :class:`InputShapeError` with the fix when the inputs cannot go through the network."""

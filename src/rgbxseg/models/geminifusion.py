@@ -52,7 +52,7 @@ GEMINIFUSION_DEPTH = ModalityInput("depth", "metric_mm", 3, ChannelNormalization
 sees millimetres / 51 (≈ 19.6 per metre). This is an inference from the code (its unused ``depth_scale`` 1/5000) and
 the users' reports, not a documented fact; ``geminifusion_nyudv2_mm`` is the alternative reading (millimetres / 255)."""
 
-GEMINIFUSION_MIT = register_input_spec(
+GEMINIFUSION_NYUDV2 = register_input_spec(
     InputSpec(
         "geminifusion_nyudv2",
         IMAGENET_RGB,
@@ -62,16 +62,24 @@ GEMINIFUSION_MIT = register_input_spec(
         description="ImageNet RGB; depth PNG (metres × 5000) / 255 tiled to 3 channels",
     )
 )
-GEMINIFUSION_MIT_MM = register_input_spec(
+GEMINIFUSION_NYUDV2_MM = register_input_spec(
     replace(
-        GEMINIFUSION_MIT,
+        GEMINIFUSION_NYUDV2,
         name="geminifusion_nyudv2_mm",
         x=replace(GEMINIFUSION_DEPTH, normalization=ChannelNormalization(255.0, (0.0,), (1.0,))),
         description="ImageNet RGB; depth PNG (millimetres) / 255 tiled to 3 channels",
     )
 )
-GEMINIFUSION_SWIN = register_input_spec(replace(GEMINIFUSION_MIT, name="geminifusion_nyudv2_swin", multiple=4))
-GEMINIFUSION_SWIN_MM = register_input_spec(replace(GEMINIFUSION_MIT_MM, name="geminifusion_nyudv2_swin_mm", multiple=4))
+GEMINIFUSION_SUNRGBD = register_input_spec(
+    replace(
+        GEMINIFUSION_NYUDV2,
+        name="geminifusion_sunrgbd",
+        x=ModalityInput("depth_minmax", "minmax_8bit", 3, ChannelNormalization(255.0, (0.0,), (1.0,))),
+        description="ImageNet RGB; the DFormer package's 8-bit depth PNG / 255 tiled to 3 channels",
+    )
+)
+"""The official SUN RGB-D input: the depth PNG of the DFormer package (which rgbxseg's DFormer importer keeps as the
+``depth_minmax`` modality, per-image min-max 8-bit as far as known) / 255, tiled to 3 channels."""
 
 
 def _stream_norm(dim: int, eps: float = NORM_EPS) -> StreamLayerNorm:
@@ -156,7 +164,8 @@ class GeminiFusion(SegmentationModel):
         super().__init__(model_name, num_classes)
         self.backbone = backbone
         swin = backbone.startswith("swin")
-        self.input_spec = GEMINIFUSION_SWIN if swin else GEMINIFUSION_MIT
+        # MiT takes any size from 32; Swin multiples of 4 (its official code fails on others).
+        self.input_spec = replace(GEMINIFUSION_NYUDV2, multiple=4, min_size=4) if swin else GEMINIFUSION_NYUDV2
         self.frozen = () if train_alpha else ("alpha",)
         self.alpha = nn.Parameter(torch.ones(2))  # first, as in the official state dict
         self.encoder = _swin_encoder(backbone, drop_path) if swin else _mit_encoder(backbone, drop_path)
@@ -226,14 +235,16 @@ def released_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 _LN_STREAM = re.compile(r"\.ln_[01]\.")
 _MIT_COVERS = re.compile(r"^encoder\.(?!.*\.fusion\.)")
-_SWIN_COVERS = re.compile(r"^encoder\.(?!norm\d\.)(?!.*\.fusion\.)")
-"""Swin's output norms are not in the ImageNet files (they start at 1, 0, as in the official code)."""
+_SWIN_COVERS = re.compile(r"^encoder\.(?!norm\d\.)(?!patch_embed\.norm\.)(?!.*\.fusion\.)")
+"""Swin's per-modality norms (patch embedding, outputs) start at 1, 0, as the official loader leaves them."""
 
 
 def _swin_layout(state: Mapping[str, torch.Tensor], window: int) -> StateDict:
-    """A Microsoft or OpenMMLab Swin checkpoint in Microsoft's layout, tables resized to ``window``."""
+    """A Microsoft or OpenMMLab Swin checkpoint in Microsoft's layout, tables resized to ``window``, without the
+    patch-embedding norm (the official loader never fills the per-modality norms there: they start at 1, 0)."""
     mmseg = any(k.startswith(("stages.", "backbone.stages.")) for k in state)
-    return swin_from_mmseg(state, window) if mmseg else swin_from_microsoft(state, window)
+    state = swin_from_mmseg(state, window) if mmseg else swin_from_microsoft(state, window)
+    return {k: v for k, v in state.items() if not k.startswith("patch_embed.norm.")}
 
 
 def _expand(state: Mapping[str, torch.Tensor], own_keys: list[str]) -> StateDict:
@@ -266,8 +277,8 @@ def _swin_source(file_name: str, what: str) -> PretrainedSource:
     return PretrainedSource(
         file_name=file_name,
         publisher=f"microsoft/Swin-Transformer release, {what} (weights under 'model'; OpenMMLab conversions too)",
-        covers="the shared Swin encoder (the patch-embedding norm into both modalities'); the output norms and the "
-        "fusion modules stay at their initialisation",
+        covers="the shared Swin encoder; its per-modality norms (patch embedding, outputs) and the fusion modules stay "
+        "at their initialisation, as in the official code",
         trained_on=IMAGENET_RGB,
     )
 
