@@ -20,7 +20,8 @@ def test_info_lists_every_model_with_measured_parameters(capsys: pytest.CaptureF
     assert rows["asymformer_b0_t_cat"]["paper"]["params_m"] == 31.9
     assert rows["geminifusion_mit_b5"]["params"] == 137_209_322
     assert rows["geminifusion_swin_l_w12"]["paper"]["miou"]["nyuv2"] == 60.2
-    assert len(rows) == 15
+    assert rows["dplnet_mit_b5"]["params"] == 88_589_279 and rows["dplnet_mit_b5"]["void_logit"]
+    assert len(rows) == 18
 
 
 def test_info_counts_macs_on_the_meta_device(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,6 +37,8 @@ def test_info_table_for_sun_classes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "asymformer_b0_t", "--num-classes", "37"]) == 0
     out = capsys.readouterr().out
     assert "33,058,805" in out and "37 classes" in out and "RTX 3090 fp32 65" in out
+    assert main(["info", "dplnet_mit_b0", "--num-classes", "9"]) == 0  # MFNet: 9 classes + the void output
+    assert "10 outputs: void (never predicted) + 9 classes" in capsys.readouterr().out
 
 
 def test_unknown_model_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .inputs import InputSpec
 from .io import atomic_write_path
@@ -162,6 +163,24 @@ def _plan_exporters(exporter: str, opset: int | None) -> list[tuple[str, int]]:
     return [dynamo] if exporter == "dynamo" else [dynamo, ("legacy", opset or DYNAMO_MIN_OPSET)]
 
 
+class _ClassLogits(nn.Module):
+    """A network with a void output (DPLNet), exported with that channel left out: every ONNX file of the package
+    has the same contract, dataset label = argmax + 1, never void."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.input_spec = model.input_spec
+        self.train(model.training)  # the exporter restores the wrapper's mode afterwards, and with it the model's
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.model.class_logits(self.model(rgb, x))
+
+
+def _exported_network(model: nn.Module) -> nn.Module:
+    return _ClassLogits(model) if getattr(model, "void_logit", False) else model
+
+
 def _add_metadata(path: Path, model: SegmentationModel) -> int:
     """Store classes, palette and normalisation in ``metadata_props``; returns the file's opset."""
     onnx = require("onnx", "onnx", "ONNX export")
@@ -181,7 +200,8 @@ def _add_metadata(path: Path, model: SegmentationModel) -> int:
     proto.doc_string = (
         f"{model.model_name}: inputs {spec.rgb.name} (B, {spec.rgb.channels}, H, W) and {spec.x.name} (B, "
         f"{spec.x.channels}, H, W), normalised as metadata_props['input_spec'] declares, H and W multiples of "
-        f"{model.input_multiple}; output logits (B, {model.num_classes}, H, W), dataset label = argmax + 1."
+        f"{model.input_multiple}; output logits (B, {model.num_label_classes}, H, W), dataset label = argmax + 1"
+        + (" (the network's void output is left out)." if getattr(model, "void_logit", False) else ".")
     )
     onnx.save(proto, str(path))
     return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
@@ -220,7 +240,7 @@ def check_onnx_parity(
     for index, shape in enumerate(shapes):
         inputs = _example_inputs(model, shape, seed + index)
         with torch.inference_mode():
-            expected = model(*inputs).float().cpu().numpy()
+            expected = _exported_network(model)(*inputs).float().cpu().numpy()
         try:
             (actual,) = session.run(list(OUTPUT_NAMES), onnx_feeds(model.input_spec, inputs))
         except Exception as err:  # onnxruntime has its own exception types
@@ -283,7 +303,7 @@ def export_onnx(
         for name, attempt_opset in _plan_exporters(exporter, opset):
             try:
                 with _quiet_export():
-                    EXPORTERS[name](model, args, tmp, attempt_opset, dynamic)
+                    EXPORTERS[name](_exported_network(model), args, tmp, attempt_opset, dynamic)
             except Exception as err:
                 failures.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, evaluate_weights
+from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, VOID_PREDICTIONS, evaluate_weights
 from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments, parse_size
 
@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(EVAL_PROTOCOLS),
         default="default",
         help="a published protocol to start from: asymformer-ms (×1.0, 1.2, 1.4, logits summed), geminifusion "
-        "(shorter side 480 rounded up to 32, bicubic logits); the options below change it",
+        "(shorter side 480 rounded up to 32, bicubic logits), dplnet-ms (×0.5…1.5 floored to 32, flips, softmax "
+        "summed); the options below change it",
     )
     parser.add_argument("--multi-scale", action="store_true", help="the same as --protocol asymformer-ms")
     parser.add_argument("--scales", type=float, nargs="+", help="general input scales")
@@ -30,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stride", type=parse_size, help="sliding-window stride HxW (default: the window)")
     parser.add_argument("--shorter-side", type=int, help="evaluate with the shorter side resized to this (and ↑32)")
     parser.add_argument("--logit-upsampling", choices=LOGIT_UPSAMPLING, help="logits to the input size")
+    parser.add_argument(
+        "--void-predictions",
+        choices=VOID_PREDICTIONS,
+        help="models with a void logit (DPLNet): never (default: every labelled pixel scored) or dropped (the "
+        "official DPLNet metric: void may win the arg-max and those pixels are left out)",
+    )
     parser.add_argument(
         "--output", help="named output to score (default: the model's prediction; e.g. a single-modality head)"
     )
@@ -59,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "stride": args.stride,
         "shorter_side": args.shorter_side,
         "logit_upsampling": args.logit_upsampling,
+        "void_predictions": args.void_predictions,
     }
     protocol = replace(base, **{key: value for key, value in changes.items() if value is not None})
     report = evaluate_weights(
@@ -72,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"scored output: {report.protocol['scored_output']}; protocol: scales {list(protocol.scales)}, "
         f"flip {protocol.flip}, {protocol.fusion} summed{window}"
+        + (f"; void predictions {protocol.void_predictions}" if report.protocol.get("void_logit") else "")
     )
     return 0

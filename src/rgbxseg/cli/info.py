@@ -8,14 +8,19 @@ import json
 
 from ..bench import count_macs_on_meta
 from ..inputs import InputSpec
-from ..models.registry import describe_model, list_models
+from ..models.registry import describe_model, get_model_spec, list_models
 from ._models import parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="list registered models with parameters and paper facts")
     parser.add_argument("models", nargs="*", help="model names (default: all)")
-    parser.add_argument("--num-classes", type=int, default=None, help="count parameters for this many classes")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="count parameters for a dataset of this many classes (a model with a void output gets one more output)",
+    )
     parser.add_argument(
         "--macs",
         type=parse_size,
@@ -30,8 +35,19 @@ def _format_facts(facts: dict[str, float]) -> str:
     return ", ".join(f"{key} {value:g}" for key, value in facts.items()) or "-"
 
 
+def _classes(outputs: int, void_logit: bool) -> str:
+    if void_logit:
+        return f"{outputs} outputs: void (never predicted) + {outputs - 1} classes"
+    return f"{outputs} classes"
+
+
+def _outputs(name: str, classes: int | None) -> int | None:
+    return None if classes is None else get_model_spec(name).outputs_for(classes)
+
+
 def run(args: argparse.Namespace) -> int:
-    rows = [describe_model(name, args.num_classes) for name in (args.models or list_models())]
+    names = args.models or list_models()
+    rows = [describe_model(name, _outputs(name, args.num_classes)) for name in names]
     if args.macs:
         for row in rows:
             macs = count_macs_on_meta(row["name"], *args.macs, num_classes=row["num_classes"])
@@ -51,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['name']}\n  {row['summary']}")
         print(
             f"  parameters: {row['params']:,} total ({row['params'] / 1e6:.2f} M measured, paper {paper_params}), "
-            f"{row['trainable_params']:,} trainable; {row['num_classes']} classes"
+            f"{row['trainable_params']:,} trainable; {_classes(row['num_classes'], row['void_logit'])}"
         )
         print(f"  inputs: {InputSpec.from_dict(row['input_spec']).describe()}")
         prediction = row["prediction_output"]

@@ -99,6 +99,9 @@ class ScheduleConfig:
     rate is held at its last value beyond it."""
     poly_from_start: bool = False
     """Count the decay from iteration 0 instead of from the end of the warm-up (TokenFusion, GeminiFusion)."""
+    per_epoch: bool = False
+    """Change the rate at epoch boundaries only, (1 − epoch / epochs) ** power (DPLNet); warm-up and decay are then
+    counted in whole epochs too."""
     stages: tuple[StageConfig, ...] = ()
     """Consecutive training stages, each with its epochs and base learning rate; the optimiser (its state) and the
     schedule (warm-up included) restart at each one, as GeminiFusion's three stages do. Their epochs must add up to

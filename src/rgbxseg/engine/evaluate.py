@@ -60,6 +60,15 @@ class EvalProtocol:
             of that resolution.
         logit_upsampling: how the model's logits reach the input resolution: ``"bilinear"`` (the model's own
             ``forward``) or ``"bicubic"`` (from the decoder's resolution, as GeminiFusion's ``cv2.INTER_CUBIC``).
+        size_floor: scaled sizes are floored to a multiple of this (DPLNet: 32) instead of rounded.
+        x_interpolation: how the X input is scaled: ``"nearest"`` (keeps depth edges) or ``"bilinear"`` (DPLNet).
+        inputs_align_corners: align_corners of the bilinear input scaling (DPLNet: True).
+        fuse_after_resize: take the softmax of the logits resized back to the input (DPLNet) instead of resizing
+            the probabilities.
+        void_predictions: for models with a void logit (DPLNet): ``"never"`` leaves that channel out of the model's
+            scores (softmax fusion then normalises over the classes alone), so every labelled pixel is scored
+            (rgbxseg's metric); ``"dropped"`` lets it compete and leaves out the pixels where it wins — the official
+            DPLNet metric, which deletes the void row and column of its confusion matrix (slightly optimistic).
     """
 
     scales: tuple[float, ...] = (1.0,)
@@ -71,6 +80,11 @@ class EvalProtocol:
     shorter_side: int | None = None
     size_multiple: int = 32
     logit_upsampling: str = "bilinear"
+    size_floor: int | None = None
+    x_interpolation: str = "nearest"
+    inputs_align_corners: bool = False
+    fuse_after_resize: bool = False
+    void_predictions: str = "never"
 
     def __post_init__(self) -> None:
         if self.fusion not in _SCORE_FUSIONS:
@@ -83,6 +97,19 @@ class EvalProtocol:
             raise ValueError(f"logit_upsampling must be one of {LOGIT_UPSAMPLING}, got {self.logit_upsampling!r}")
         if (self.shorter_side is not None and self.shorter_side < 1) or self.size_multiple < 1:
             raise ValueError("shorter_side and size_multiple must be positive")
+        if self.size_floor is not None and self.size_floor < 1:
+            raise ValueError(f"size_floor must be positive, got {self.size_floor}")
+        if self.x_interpolation not in X_INTERPOLATION:
+            raise ValueError(f"x_interpolation must be one of {X_INTERPOLATION}, got {self.x_interpolation!r}")
+        if self.void_predictions not in VOID_PREDICTIONS:
+            raise ValueError(f"void_predictions must be one of {VOID_PREDICTIONS}, got {self.void_predictions!r}")
+
+    def scaled_size(self, height: int, width: int, scale: float) -> tuple[int, int]:
+        """The (H, W) of an input scaled by ``scale``: rounded, or floored to a multiple of ``size_floor``."""
+        if self.size_floor is None:
+            return max(round(height * scale), 1), max(round(width * scale), 1)
+        m = self.size_floor
+        return max(int(height * scale // m) * m, m), max(int(width * scale // m) * m, m)
 
     def evaluation_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) at which a frame of ``height`` × ``width`` is evaluated."""
@@ -112,6 +139,8 @@ class EvalProtocol:
 
 
 LOGIT_UPSAMPLING = ("bilinear", "bicubic")
+X_INTERPOLATION = ("nearest", "bilinear")
+VOID_PREDICTIONS = ("never", "dropped")
 
 SINGLE_SCALE = EvalProtocol()
 OFFICIAL_MULTI_SCALE = EvalProtocol(scales=(1.0, 1.2, 1.4), align_corners=True)
@@ -119,7 +148,25 @@ OFFICIAL_MULTI_SCALE = EvalProtocol(scales=(1.0, 1.2, 1.4), align_corners=True)
 GEMINIFUSION_PROTOCOL = EvalProtocol(shorter_side=480, logit_upsampling="bicubic")
 """GeminiFusion's evaluation: single scale, shorter side 480 rounded up to a multiple of 32 (labels too), bicubic
 logit upsampling; score its ``ens`` output (the model's prediction)."""
-EVAL_PROTOCOLS = {"default": SINGLE_SCALE, "asymformer-ms": OFFICIAL_MULTI_SCALE, "geminifusion": GEMINIFUSION_PROTOCOL}
+DPLNET_MULTI_SCALE = EvalProtocol(
+    scales=(0.5, 0.75, 1.0, 1.25, 1.5),
+    flip=True,
+    fusion="softmax",
+    align_corners=True,
+    size_floor=32,
+    x_interpolation="bilinear",
+    inputs_align_corners=True,
+    fuse_after_resize=True,
+)
+"""DPLNet's ``msc_evaluate`` (59.3 mIoU): ×0.5…1.5 with sizes floored to 32, RGB and depth bilinear
+(align_corners=True), plus flips; the softmax of each run's logits resized back, summed. Its single-scale 58.3 is
+the default protocol (NYUv2 test images are 480×640 already)."""
+EVAL_PROTOCOLS = {
+    "default": SINGLE_SCALE,
+    "asymformer-ms": OFFICIAL_MULTI_SCALE,
+    "geminifusion": GEMINIFUSION_PROTOCOL,
+    "dplnet-ms": DPLNET_MULTI_SCALE,
+}
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -170,26 +217,58 @@ def predict_scores(
     h, w = rgb.shape[-2:]
     fuse = _SCORE_FUSIONS[protocol.fusion]
 
-    def run(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def run_raw(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         if protocol.window is None:
-            return fuse(_whole_image(model, r, d, multiple, min_size))
+            return _whole_image(model, r, d, multiple, min_size)
         stride = protocol.stride or protocol.window
-        return fuse(_sliding_windows(model, r, d, multiple, min_size, protocol.window, stride))
+        return _sliding_windows(model, r, d, multiple, min_size, protocol.window, stride)
+
+    def run(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return fuse(run_raw(r, d))
+
+    def back(scores: torch.Tensor) -> torch.Tensor:
+        if scores.shape[-2:] == (h, w):
+            return scores
+        return F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=protocol.align_corners)
 
     total = None
     for scale in protocol.scales:
-        size = (max(round(h * scale), 1), max(round(w * scale), 1))
+        size = protocol.scaled_size(h, w, scale)
         r, d = rgb, x
         if size != (h, w):
-            r = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
-            d = F.interpolate(x, size=size, mode="nearest")
-        scores = run(r, d)
-        if protocol.flip:
-            scores = scores + run(r.flip(-1), d.flip(-1)).flip(-1)
-        if size != (h, w):
-            scores = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=protocol.align_corners)
+            r = F.interpolate(rgb, size=size, mode="bilinear", align_corners=protocol.inputs_align_corners)
+            corners = {"align_corners": protocol.inputs_align_corners} if protocol.x_interpolation == "bilinear" else {}
+            d = F.interpolate(x, size=size, mode=protocol.x_interpolation, **corners)
+        if protocol.fuse_after_resize:
+            scores = fuse(back(run_raw(r, d)))
+            if protocol.flip:
+                scores = scores + fuse(back(run_raw(r.flip(-1), d.flip(-1)).flip(-1)))
+        else:
+            scores = run(r, d)
+            if protocol.flip:
+                scores = scores + run(r.flip(-1), d.flip(-1)).flip(-1)
+            scores = back(scores)
         total = scores if total is None else total + scores
     return total
+
+
+_VOID_LOGIT_NOTES = {
+    "never": "; the model's void logit never predicts (every labelled pixel is scored)",
+    "dropped": "; the model's void logit competes and the pixels it wins are left out (the official DPLNet metric)",
+}
+
+
+def _without_void(runner: Segmenter, model: SegmentationModel) -> Segmenter:
+    """``runner`` with the void channel of ``model``'s logits left out (the classes' logits only)."""
+
+    def classes_only(rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return model.class_logits(runner(rgb, x))
+
+    return classes_only
+
+
+def _name_of(model: torch.nn.Module) -> str:
+    return getattr(model, "model_name", type(model).__name__)
 
 
 def _rank_shard(dataset: Dataset) -> Dataset:
@@ -252,13 +331,19 @@ def evaluate(
         if not isinstance(model, SegmentationModel):
             raise TypeError(f"named outputs and bicubic logits need a SegmentationModel, got {type(model).__name__}")
         runner = functools.partial(model.output_logits, output=output, mode=protocol.logit_upsampling)
+    void_logit = getattr(model, "void_logit", False)
+    void_competes = protocol.void_predictions == "dropped"
+    if void_competes and not void_logit:
+        raise ValueError(f"void_predictions='dropped' needs a model with a void logit; {_name_of(model)} has none")
+    if void_logit and not void_competes:
+        runner = _without_void(runner, model)
     confusion = ConfusionMatrix(num_classes, device)
     started = time.perf_counter()
     for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
         rgb, x = model_inputs(batch, x_modality, device, model.x_channels)
         rgb, x, labels = protocol.resize_inputs(rgb, x, batch["label"].to(device))
         scores = predict_scores(runner, rgb, x, protocol, model.input_multiple, model.input_spec.min_size)
-        confusion.update(scores.argmax(1), labels)
+        confusion.update(scores.argmax(1) - int(void_competes), labels, void_competes)  # a void win: −1, left out
     confusion.all_reduce()
     model.train(was_training)
     metrics = confusion.compute(class_names)
@@ -324,9 +409,9 @@ def evaluate_weights(
             )
         spec = resolve_input_spec(spec, meta, x_modality)
     dataset = RGBXDataset(data_root, split, dataset_modalities(x_modality), label_set, input_spec=spec)
-    if dataset.num_classes != model.num_classes:
+    if dataset.num_classes != model.num_label_classes:
         raise ValueError(
-            f"{weights} predicts {model.num_classes} classes but {data_root} ({dataset.label_set} label set) has "
+            f"{weights} predicts {model.num_label_classes} classes but {data_root} ({dataset.label_set} label set) has "
             f"{dataset.num_classes}; evaluate on the matching label set (--label-set)"
         )
     started = time.perf_counter()
@@ -348,7 +433,9 @@ def evaluate_weights(
             + f" padded to the model's size rule (multiple of {model.input_multiple}) and cropped back",
             "scored_output": scored,
             "prediction_output": model.prediction_output,
-            "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means",
+            "void_logit": model.void_logit,
+            "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means"
+            + (_VOID_LOGIT_NOTES[protocol.void_predictions] if model.void_logit else ""),
             "input_spec": spec.to_dict(),
             "x_modality": x_modality,
             "weights": str(weights),

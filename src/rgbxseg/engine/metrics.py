@@ -26,6 +26,8 @@ class SegmentationMetrics:
     labelled_pixels: int
     confusion: torch.Tensor = field(compare=False, repr=False)
     """(K, K) int64 counts, rows ground truth, columns prediction."""
+    void_predicted_pixels: int = 0
+    """Labelled pixels left out because a void output won them (only under the official DPLNet metric)."""
 
     def to_dict(self) -> dict[str, Any]:
         def clean(value: float) -> float | None:
@@ -37,6 +39,7 @@ class SegmentationMetrics:
             "mean_accuracy": self.mean_accuracy,
             "frequency_weighted_iou": self.frequency_weighted_iou,
             "labelled_pixels": self.labelled_pixels,
+            "void_predicted_pixels": self.void_predicted_pixels,
             "confusion_matrix": self.confusion.tolist(),
             "per_class": [
                 {"id": i + 1, "name": name, "iou": clean(iou), "accuracy": clean(acc)}
@@ -53,7 +56,8 @@ class SegmentationMetrics:
         lines.append(
             f"mIoU {self.miou * 100:.2f}  pixel acc {self.pixel_accuracy * 100:.2f}  "
             f"mean acc {self.mean_accuracy * 100:.2f}  fwIoU {self.frequency_weighted_iou * 100:.2f}  "
-            f"({self.labelled_pixels:,} labelled pixels)"
+            f"({self.labelled_pixels:,} labelled pixels"
+            + (f"; {self.void_predicted_pixels:,} predicted void, left out)" if self.void_predicted_pixels else ")")
         )
         return "\n".join(lines)
 
@@ -68,13 +72,24 @@ class ConfusionMatrix:
     def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
         self.num_classes = num_classes
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.void_predicted = torch.zeros((), dtype=torch.int64, device=device)
 
-    def update(self, prediction: torch.Tensor, label: torch.Tensor) -> None:
-        """``prediction``: class indices 0..K−1; ``label``: dataset labels (0 = void, 1..K), same shape."""
+    def update(self, prediction: torch.Tensor, label: torch.Tensor, drop_void_predictions: bool = False) -> None:
+        """``prediction``: class indices 0..K−1; ``label``: dataset labels (0 = void, 1..K), same shape.
+
+        ``drop_void_predictions``: predictions may be −1 (void, which only the official DPLNet metric lets a model
+        predict); those pixels are left out and counted, as that metric does by deleting the void row and column of
+        its (K+1)-class matrix. Otherwise a negative prediction is an error."""
         if prediction.shape != label.shape:
             raise ValueError(f"prediction {tuple(prediction.shape)} and label {tuple(label.shape)} differ in shape")
         k = self.num_classes
         valid = label > 0
+        if drop_void_predictions:
+            void = valid & (prediction < 0)
+            self.void_predicted += void.sum().to(self.void_predicted.device)
+            valid &= ~void
+        elif prediction.numel() and int(prediction.min()) < 0:
+            raise ValueError(f"prediction {int(prediction.min())} is not a class index 0..{k - 1}")
         truth = label[valid].to(torch.int64) - 1
         if truth.numel() and int(truth.max()) >= k:
             raise ValueError(f"label value {int(truth.max()) + 1} exceeds the {k} classes of this evaluation")
@@ -85,6 +100,7 @@ class ConfusionMatrix:
         """Sum the matrices of all ranks (no-op outside ``torch.distributed``)."""
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.matrix)
+            dist.all_reduce(self.void_predicted)
 
     def compute(self, class_names: Sequence[str] | None = None) -> SegmentationMetrics:
         m = self.matrix.to(torch.float64).cpu()
@@ -104,8 +120,9 @@ class ConfusionMatrix:
             iou=tuple(iou.tolist()),
             accuracy=tuple(accuracy.tolist()),
             class_names=names,
-            labelled_pixels=int(total),
+            labelled_pixels=int(total) + int(self.void_predicted),
             confusion=self.matrix.cpu().clone(),
+            void_predicted_pixels=int(self.void_predicted),
         )
 
 

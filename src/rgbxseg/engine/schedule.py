@@ -1,5 +1,5 @@
-"""Learning-rate schedules: per-iteration linear warm-up, then polynomial decay (AsymFormer's, and TokenFusion's as
-GeminiFusion uses it)."""
+"""Learning-rate schedules: per-iteration linear warm-up, then polynomial decay (AsymFormer's, TokenFusion's as
+GeminiFusion uses it, and DPLNet's per-epoch one)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def build_scheduler(
     start_factor: float = 1e-3,
     power: float = 0.9,
     from_start: bool = False,
+    step_size: int = 1,
 ) -> LambdaLR:
-    """A ``LambdaLR`` stepped once per iteration (its state dict resumes exactly)."""
-    return LambdaLR(optimizer, lambda it: warmup_poly_factor(it, total, warmup, start_factor, power, from_start))
+    """A ``LambdaLR`` stepped once per iteration (its state dict resumes exactly). With ``step_size`` > 1 the rate
+    changes only every ``step_size`` iterations (per epoch, as DPLNet's schedule), held at its value at the start of
+    each step."""
+    if step_size < 1:
+        raise ValueError(f"step_size must be ≥ 1, got {step_size}")
+    return LambdaLR(
+        optimizer,
+        lambda it: warmup_poly_factor(it - it % step_size, total, warmup, start_factor, power, from_start),
+    )

@@ -38,7 +38,7 @@ from ..io import atomic_write_path
 from ..metadata import WeightsMetadata
 from ..models import create_model
 from ..models.base import SegmentationModel
-from ..models.registry import get_input_spec
+from ..models.registry import get_input_spec, get_model_spec
 from ..models.weights import save_weights
 from ..runtime import autocast, resolve_dtype
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
@@ -143,14 +143,14 @@ class Trainer:
         dataset_meta, _ = read_meta(config.data.root)
         label_set = dataset_meta.label_set(config.data.label_set)
         reseed(config.seed, 0, None)  # model initialisation is identical on every rank
-        self.model = self._build_model(label_set.num_classes)
+        self.model = self._build_model(get_model_spec(config.model.name).outputs_for(label_set.num_classes))
         self.input_spec, self.x_modality = self._input_spec(dataset_meta)
         self.model.use_input_spec(self.input_spec)
         self.train_set = self._dataset(config.data.train_split, train=True)
         self.val_set = self._dataset(config.data.val_split, train=False)
         self.metadata = WeightsMetadata(
             model=config.model.name,
-            num_classes=self.model.num_classes,
+            num_classes=self.model.num_label_classes,
             class_names=self.train_set.class_set.names,
             palette=self.train_set.class_set.palette,
             input_spec=self.input_spec,
@@ -212,6 +212,7 @@ class Trainer:
             schedule.warmup_start_factor,
             schedule.power,
             schedule.poly_from_start,
+            self.iterations_per_epoch if schedule.per_epoch else 1,
         )
 
     def _build_model(self, num_classes: int) -> SegmentationModel:
@@ -410,7 +411,7 @@ class Trainer:
         return evaluate(
             model,
             self.val_set,
-            num_classes=self.model.num_classes,
+            num_classes=self.model.num_label_classes,
             class_names=self.metadata.class_names,
             protocol=EvalProtocol(
                 scales=self.config.eval.scales,

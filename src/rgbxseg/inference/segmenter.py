@@ -198,7 +198,7 @@ class Segmenter:
             x = F.interpolate(x, size=size, mode="nearest-exact")
         with autocast(self.device, self.autocast_dtype):
             logits = self.run_model(rgb, x)
-        logits = logits.float()
+        logits = self.model.class_logits(logits.float())  # predictions never emit void
         if self.size_policy == "pad":
             return logits[..., :height, :width]
         return resize(logits, (height, width))

@@ -1,8 +1,9 @@
 """Models: backbones, fusion blocks, decoders, one module per method, the registry and the checkpoints."""
 
-from . import asymformer, geminifusion  # noqa: F401  (register the AsymFormer and GeminiFusion families)
+from . import asymformer, dplnet, geminifusion  # noqa: F401  (register the model families)
 from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_TRAIN, AsymFormer
 from .base import ParamGroupRule, SegmentationModel
+from .dplnet import DPLNet
 from .factory import create_model, load_model
 from .geminifusion import GeminiFusion
 from .layers import InputShapeError, InputSizeError, pad_to_multiple
@@ -37,6 +38,7 @@ __all__ = [
     "BackboneMapping",
     "CheckpointError",
     "CheckpointMismatchError",
+    "DPLNet",
     "GeminiFusion",
     "InputShapeError",
     "InputSizeError",

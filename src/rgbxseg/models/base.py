@@ -64,6 +64,8 @@ class SegmentationModel(nn.Module):
     ``input_spec`` and ``classifier_key`` (state-dict key of the classifier weight, from which a checkpoint's class
     count is read), and override what differs from the defaults below:
 
+    * ``void_logit``: an output channel for void in front of the classes (see :meth:`class_logits`);
+
     * ``outputs`` / ``prediction_output`` and :meth:`forward_outputs`: every named output (default: one, ``out``);
     * ``loss_terms`` and :meth:`loss`: named loss terms, summed by the trainer (default: cross-entropy, void ignored);
     * ``frozen``: regular expressions that fully match the names of modules (or parameters) whose weights never
@@ -83,6 +85,10 @@ class SegmentationModel(nn.Module):
     """The inputs the network takes. The class value is the architecture's convention; an instance carries the
     convention of its weights (set by :func:`rgbxseg.create_model`), which may differ in normalisation or X modality."""
     classifier_key: str = ""
+    void_logit: bool = False
+    """Whether output channel 0 scores void ("unlabelled") and channels 1.. the classes: the layout of official
+    heads that train void as a class (DPLNet's NYUv2 model has 41 outputs). ``num_classes`` then counts that channel;
+    the package's label convention (void ignored, never predicted) reads :meth:`class_logits`."""
     outputs: tuple[str, ...] = ("out",)
     prediction_output: str = "out"
     loss_terms: tuple[str, ...] = ("ce",)
@@ -109,6 +115,19 @@ class SegmentationModel(nn.Module):
         self.num_classes = num_classes
 
     # --- inputs -------------------------------------------------------------------------------------------------
+
+    @property
+    def num_label_classes(self) -> int:
+        """The classes of the package's label convention that the model predicts (its outputs without void)."""
+        return self.num_classes - int(self.void_logit)
+
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C, …) → the label classes' logits, channel c = dataset label c + 1 (a void channel dropped)."""
+        return logits[:, 1:] if self.void_logit else logits
+
+    def logit_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """Class indices (void −1) → indices of the output channels (void stays −1)."""
+        return torch.where(target >= 0, target + 1, target) if self.void_logit else target
 
     @property
     def x_channels(self) -> int:
@@ -190,7 +209,7 @@ class SegmentationModel(nn.Module):
         """Named loss terms (keys ``loss_terms``; the trainer minimises their sum) of ``forward_outputs`` against
         ``target`` (B, H, W): class indices, void = −1. Default: cross-entropy of the upsampled prediction."""
         logits = resize(outputs[self.prediction_output], target.shape[-2:])
-        return {"ce": cross_entropy(logits, target)}
+        return {"ce": cross_entropy(logits, self.logit_targets(target))}
 
     # --- frozen parts -------------------------------------------------------------------------------------------
 

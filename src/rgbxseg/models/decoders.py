@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .folding import batchnorm_affine
 from .layers import resize
+from .pretrained import StateDict
 
 
 class MLPProjection(nn.Module):
@@ -108,3 +110,22 @@ class FusedMLPDecoder(nn.Module):
         for level, feature in zip(self.levels[1:], features[1:], strict=True):
             x = x + resize(level(feature), size)
         return self.linear_pred(torch.relu(x))
+
+
+_MMCV_FUSE = re.compile(r"linear_fuse\.(conv|bn)\.")
+_PROJECTION_WEIGHT = re.compile(r"linear_c\d\.proj\.weight")
+
+
+def segformer_head_to_current(state: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
+    """The official SegFormer-head keys under ``prefix`` (mmcv ``ConvModule`` names ``linear_fuse.conv`` /
+    ``linear_fuse.bn``, projections stored as 2-D Linear weights) → :class:`MLPDecoder`'s; other keys pass unchanged,
+    and so does a state already in our layout."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            out[key] = value
+            continue
+        rest = _MMCV_FUSE.sub(lambda m: f"linear_fuse.{0 if m[1] == 'conv' else 1}.", key.removeprefix(prefix), count=1)
+        as_conv = _PROJECTION_WEIGHT.fullmatch(rest) and value.ndim == 2
+        out[prefix + rest] = value[:, :, None, None] if as_conv else value
+    return out

@@ -34,8 +34,9 @@ def create_model(
     """Build the registered model ``name``.
 
     Args:
-        num_classes: classes without void; by default taken from the weights (metadata or classifier shape), else
-            the model's default (40, NYUv2).
+        num_classes: the classifier's outputs: the classes without void, plus one for models whose output 0 scores
+            void (DPLNet: 41 for NYUv2's 40 classes; ``get_model_spec(name).outputs_for(classes)``). By default taken
+            from the weights (metadata or classifier shape), else the model's default (NYUv2).
         weights: a checkpoint to load (our safetensors, the official release, a training checkpoint); strict by
             default — see :func:`rgbxseg.models.weights.load_weights`.
         use_ema: load the EMA weights of a training checkpoint.
@@ -65,12 +66,12 @@ def _build(
     if state is not None:
         if strict:
             check_model_name(metadata, spec.name, str(weights))
-        found = metadata.num_classes if metadata else infer_num_classes(spec.name, state)
+        found = spec.outputs_for(metadata.num_classes) if metadata else infer_num_classes(spec.name, state)
         if num_classes is None:
             num_classes = found
         elif found is not None and found != num_classes and strict:
             raise CheckpointMismatchError(
-                f"{weights} was trained for {found} classes, but num_classes={num_classes} was requested; "
+                f"{weights} was trained for {_outputs(spec, found)}, but num_classes={num_classes} was requested; "
                 f"leave num_classes out (or pass {found}), or pass strict=False to load everything but the classifier"
             )
     model = spec.builder(num_classes=num_classes or spec.default_num_classes, **kwargs)
@@ -83,6 +84,12 @@ def _build(
     model.freeze_declared()
     model.weights_metadata = metadata or default_metadata(model)
     return model
+
+
+def _outputs(spec: ModelSpec, outputs: int) -> str:
+    if spec.void_logit:
+        return f"{outputs} outputs ({outputs - 1} classes + void)"
+    return f"{outputs} classes"
 
 
 def load_model(

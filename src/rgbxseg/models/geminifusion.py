@@ -33,7 +33,7 @@ from .backbones.swin import (
     swin_from_mmseg,
 )
 from .base import ParamGroupRule, SegmentationModel
-from .decoders import MLPDecoder
+from .decoders import MLPDecoder, segformer_head_to_current
 from .fusion import PixelwiseFusion
 from .layers import resize
 from .losses import cross_entropy
@@ -210,10 +210,7 @@ _RELEASED_RENAMES = (
         re.compile(r"(?<!\.fusion)\.(cross_attn_0_to_1|cross_attn_1_to_0|relation_judger|k_noise|v_noise)\."),
         r".fusion.\1.",
     ),
-    (re.compile(r"^decoder\.linear_fuse\.conv\."), "decoder.linear_fuse.0."),
-    (re.compile(r"^decoder\.linear_fuse\.bn\."), "decoder.linear_fuse.1."),
 )
-_DECODER_PROJ = re.compile(r"^decoder\.linear_c\d\.proj\.weight$")
 _INDEX = re.compile(r"relative_position_index$")
 
 
@@ -229,8 +226,8 @@ def released_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
             if not torch.equal(value, relative_position_index(window)):
                 raise ValueError(f"{old_key}: not the standard window-{window} relative position index")
             continue
-        out[key] = value[:, :, None, None] if _DECODER_PROJ.match(key) and value.ndim == 2 else value
-    return out
+        out[key] = value
+    return segformer_head_to_current(out, "decoder.")
 
 
 _LN_STREAM = re.compile(r"\.ln_[01]\.")

@@ -95,6 +95,12 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.reshape(B, N, num_heads, C // num_heads).transpose(1, 2)
 
 
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) → (B, N, heads·d): the inverse of :func:`split_heads`."""
+    B, heads, N, d = x.shape
+    return x.transpose(1, 2).reshape(B, N, heads * d)
+
+
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize with align_corners=False, the convention of every decoder here."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -30,8 +30,10 @@ OUTPUTS: dict[str, OutputFn] = {
     "quarter_logits": lambda logits, size: logits.float(),
     "labels": lambda logits, size: resize(logits.float(), size).argmax(1),
 }
-"""What an inference model returns: full-resolution float32 logits (B, K, H, W), the decoder's logits at
-H/4 × W/4, or the arg-max class indices (B, H, W) of the full-resolution logits (index c = dataset label c + 1)."""
+"""What an inference model returns: full-resolution float32 logits (B, C, H, W; C = ``num_classes``, a void channel
+first where the model has one), the decoder's logits at
+H/4 × W/4, or the arg-max class indices (B, H, W) of the full-resolution logits (index c = dataset label c + 1; a
+void logit is left out)."""
 
 
 class InferenceModel(nn.Module):
@@ -52,6 +54,9 @@ class InferenceModel(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model_name = model.model_name
         self.num_classes = model.num_classes
+        self.num_label_classes = model.num_label_classes
+        self.void_logit = model.void_logit and output != "labels"
+        """Whether the returned logits keep the model's void channel (channel 0); its labels never do."""
         self.input_spec = model.input_spec
         self.input_multiple = model.input_multiple
         self.x_channels = model.x_channels
@@ -60,8 +65,15 @@ class InferenceModel(nn.Module):
         options = {"max_autotune": True, "triton.cudagraphs": False}
         self._compiled = torch.compile(self._network, dynamic=False, options=options) if compile else None
 
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The label classes' logits of this model's logits output (see :meth:`SegmentationModel.class_logits`)."""
+        return self.model.class_logits(logits) if self.void_logit else logits
+
     def _network(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return OUTPUTS[self.output](self.model.forward_decoder(rgb, x), (rgb.shape[-2], rgb.shape[-1]))
+        logits = self.model.forward_decoder(rgb, x)
+        if self.output == "labels":  # labels are classes: a void logit never wins
+            logits = self.model.class_logits(logits)
+        return OUTPUTS[self.output](logits, (rgb.shape[-2], rgb.shape[-1]))
 
     def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.model.check_inputs(rgb, x)

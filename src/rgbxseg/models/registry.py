@@ -47,6 +47,13 @@ class ModelSpec:
     summary: str
     paper: PaperFacts
     default_num_classes: int = 40
+    void_logit: bool = False
+    """The model's output channel 0 scores void (its ``num_classes`` counts it): a dataset of K classes needs
+    K + 1 outputs."""
+
+    def outputs_for(self, label_classes: int) -> int:
+        """The ``num_classes`` (output channels) that predict ``label_classes`` classes."""
+        return label_classes + int(self.void_logit)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -59,13 +66,14 @@ def register_model(
     summary: str,
     paper: PaperFacts,
     default_num_classes: int = 40,
+    void_logit: bool = False,
 ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator registering ``builder(num_classes=..., **kwargs) -> SegmentationModel`` under ``name``."""
 
     def decorator(builder: ModelBuilder) -> ModelBuilder:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, builder, summary, paper, default_num_classes)
+        _MODELS[name] = ModelSpec(name, builder, summary, paper, default_num_classes, void_logit)
         return builder
 
     return decorator
@@ -98,6 +106,7 @@ def describe_model(name: str, num_classes: int | None = None) -> dict[str, Any]:
         "name": name,
         "summary": spec.summary,
         "num_classes": model.num_classes,
+        "void_logit": model.void_logit,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for _, p in model.trainable_parameters()),
         "input_multiple": model.input_multiple,

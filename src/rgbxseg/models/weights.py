@@ -49,13 +49,13 @@ class CheckpointMismatchError(CheckpointError):
 
 def default_metadata(model: SegmentationModel, dataset: str = "") -> WeightsMetadata:
     """Metadata for a model without any: its input spec and the class set with its class count."""
-    k = model.num_classes
+    k = model.num_label_classes
     class_set = next((c for c in CLASS_SETS.values() if c.num_classes == k), None)
     if class_set is None:
         class_set = ClassSet("custom", tuple(f"class_{i}" for i in range(1, k + 1)), tuple(voc_palette(k + 1)))
     return WeightsMetadata(
         model=model.model_name,
-        num_classes=model.num_classes,
+        num_classes=k,
         class_names=class_set.names,
         palette=class_set.palette,
         input_spec=model.input_spec,
@@ -321,10 +321,10 @@ def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -
 def save_weights(model: SegmentationModel, path: PathLike, metadata: WeightsMetadata | None = None) -> Path:
     """Write ``model``'s weights as safetensors with our metadata block, atomically (temp file + rename)."""
     metadata = metadata or model.weights_metadata or default_metadata(model)
-    if metadata.model != model.model_name or metadata.num_classes != model.num_classes:
+    if metadata.model != model.model_name or metadata.num_classes != model.num_label_classes:
         raise ValueError(
             f"metadata describes {metadata.model} with {metadata.num_classes} classes, "
-            f"but the model is {model.model_name} with {model.num_classes}"
+            f"but the model is {model.model_name} with {model.num_label_classes}"
         )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_write_path(path) as tmp:

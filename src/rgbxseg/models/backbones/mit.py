@@ -30,6 +30,7 @@ from ..layers import (
     drop_path_rates,
     init_vit_weights,
     map_to_tokens,
+    merge_heads,
     pyramid_feature_info,
     split_heads,
     tokens_to_map,
@@ -136,13 +137,12 @@ class EfficientSelfAttention(nn.Module):
 
     def attend(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (queries split into heads, attention output with heads merged, before ``proj``)."""
-        B, N, C = x.shape
         q = split_heads(self.q(x), self.num_heads)
         if self.sr_ratio > 1:
             x = self.norm(map_to_tokens(self.sr(tokens_to_map(x, h, w))))
         k, v = self.kv(x).chunk(2, dim=-1)
         out = F.scaled_dot_product_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads))
-        return q, out.transpose(1, 2).reshape(B, N, C)
+        return q, merge_heads(out)
 
     def forward(self, x: torch.Tensor, h: int, w: int, context: Any = None) -> torch.Tensor:
         """``context``: what the model passes to every block (unused here; subclasses read it)."""
