@@ -24,6 +24,21 @@ smaller ones' code (their counts and declarations are checked without running th
 SMALL_MODELS = [name for name in rgbxseg.list_models() if describe_model(name)["params"] <= CPU_TEST_PARAMS]
 ASYMFORMER_MODELS = [name for name in rgbxseg.list_models() if name.startswith("asymformer")]
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+MODEL = "asymformer_b0_t_cat"
+"""The cheapest registered model, for tests whose logic is model-independent (inference, reliability)."""
+
+
+@pytest.fixture(scope="module")
+def model() -> rgbxseg.SegmentationModel:
+    """A seeded :data:`MODEL` in eval mode (module-scoped: built once per test file)."""
+    torch.manual_seed(0)
+    return rgbxseg.create_model(MODEL).eval()
+
+
+@pytest.fixture(scope="module")
+def weights(model: rgbxseg.SegmentationModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`model` saved as safetensors with metadata, as a user's ``--weights``."""
+    return rgbxseg.save_weights(model, tmp_path_factory.mktemp("weights") / "model.safetensors")
 
 
 def regenerate_fixture_weights(

@@ -37,3 +37,15 @@ def test_quick_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     # A second run reuses the generated scenes and replaces the runs.
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     assert not (out / "rgb_only").exists()
+
+
+def test_the_demo_refuses_a_folder_of_the_users_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "rgbd").mkdir()
+    (tmp_path / "rgbd" / "mine.txt").write_text("a folder of the user's that happens to share a run's name")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"rgbxseg demo: error: {tmp_path} holds files that are not a demo's (notes.txt); the demo replaces its run "
+        "folders there, so give it a new folder or one an earlier demo wrote (--out)\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine.txt", "notes.txt", "rgbd"]

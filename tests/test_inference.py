@@ -18,13 +18,12 @@ from rgbxseg.inference import (
     depth_colormap,
     depth_to_mm,
     label_image,
+    legend,
     overlay,
     resolve_depth_unit,
     run_camera,
 )
 from rgbxseg.inference.frames import folder_pairs
-
-MODEL = "asymformer_b0_t_cat"  # the cheapest registered model; the logic under test is model-independent
 
 
 def synthetic_scene(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -42,17 +41,6 @@ def synthetic_scene(height: int, width: int, seed: int = 0) -> tuple[np.ndarray,
     rgb[box] = (30, 60, 160)
     rgb = np.clip(rgb + rng.integers(-10, 10, rgb.shape), 0, 255).astype(np.uint8)
     return rgb, depth.round().astype(np.uint16)
-
-
-@pytest.fixture(scope="module")
-def model() -> rgbxseg.SegmentationModel:
-    torch.manual_seed(0)
-    return rgbxseg.create_model(MODEL).eval()
-
-
-@pytest.fixture(scope="module")
-def weights(model: rgbxseg.SegmentationModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return rgbxseg.save_weights(model, tmp_path_factory.mktemp("weights") / "model.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +75,9 @@ def test_predict_cli_writes_label_png_overlay_and_panel_at_input_resolution(
     assert values.min() >= 1 and values.max() <= 40  # dataset labels, void (0) never predicted
     palette = np.asarray(labels.getpalette()[: 41 * 3], dtype=np.uint8).reshape(41, 3)
     assert (palette == rgbxseg.classes.NYUV2_40.palette_array()).all()
-    assert Image.open(out / "overlay" / "scene.jpg").size == (90, 70)
-    assert Image.open(out / "panel" / "scene.jpg").size == (3 * 90 + 2 * 4, 70)
+    legend_width = legend(values, rgbxseg.classes.NYUV2_40, 70).shape[1]  # the classes present, right of a 4-pixel gap
+    assert Image.open(out / "overlay" / "scene.jpg").size == (90 + 4 + legend_width, 70)
+    assert Image.open(out / "panel" / "scene.jpg").size == (3 * 90 + 3 * 4 + legend_width, 70)
     assert not list(out.rglob("*.tmp"))
 
 
@@ -269,7 +258,8 @@ def test_camera_loop_writes_panels_and_needs_depth(segmenter: Segmenter, tmp_pat
     assert summary.frames == 3 and capture.released
     assert sorted(p.name for p in (tmp_path / "panel").iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]
     with pytest.raises(OSError, match="gives no depth map"):
-        run_camera(segmenter, camera_frames(capture=FakeRGBDCapture(1, with_depth=False)), show=False, out_dir=tmp_path)
+        frames = camera_frames(capture=FakeRGBDCapture(1, with_depth=False))
+        run_camera(segmenter, frames, show=False, out_dir=tmp_path / "no_depth")
 
 
 # --- errors through the command line -----------------------------------------------------------------------------

@@ -21,11 +21,11 @@ import rgbxseg
 from conftest import SMALL_MODELS
 from rgbxseg.cli import main
 from rgbxseg.engine.checkpoint import load_training_checkpoint
-from rgbxseg.engine.config import ConfigError, OptimConfig, load_config
+from rgbxseg.engine.config import OPTIMIZER_NAMES, ConfigError, OptimConfig, load_config
 from rgbxseg.engine.distributed import CrossRankBatchNorm2d, convert_sync_batchnorm
 from rgbxseg.engine.evaluate import evaluate_weights
 from rgbxseg.engine.objective import TrainingObjective, total_loss
-from rgbxseg.engine.optim import build_optimizer
+from rgbxseg.engine.optim import OPTIMIZERS, build_optimizer
 from rgbxseg.engine.train import ModelEMA, Trainer, reseed, train
 from rgbxseg.io import file_digest
 from rgbxseg.models import (
@@ -186,8 +186,11 @@ def test_param_groups_follow_the_rules_of_the_model_or_the_config() -> None:
 
     sgd = build_optimizer(model, OptimConfig(name="sgd", lr=0.04, momentum=0.9, nesterov=True, weight_decay=5e-4))
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["lr"] == 0.04
-    with pytest.raises(ConfigError, match="optim.name: 'lion' is not one of adamw, sgd"):
-        build_optimizer(model, OptimConfig(name="lion"))
+    assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES), "every name the config accepts has a constructor"
+    with pytest.raises(ConfigError, match="name must be one of adamw, sgd, got 'lion'"):
+        OptimConfig(name="lion")
+    with pytest.raises(ConfigError, match="nesterov needs name: sgd"):
+        OptimConfig(name="adamw", nesterov=True)
     with pytest.raises(ValueError, match="not a regular expression"):
         ParamGroupRule("(")
 

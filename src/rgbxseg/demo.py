@@ -25,7 +25,7 @@ from .engine.config import load_config
 from .engine.evaluate import EvalProtocol, model_inputs, predict_scores
 from .engine.train import TrainResult, train
 from .inference.visualize import colorize_labels, depth_colormap, label_image, save_image, side_by_side
-from .io import atomic_write_path
+from .io import OutputExistsError, atomic_write_path
 from .models.base import SegmentationModel
 
 
@@ -44,6 +44,22 @@ PRESETS = {
 }
 FRAME_SIZE = (240, 320)
 RUNS = {"rgbd": "depth", "rgb_only": "none"}
+REPORT_NAME = "demo_report.json"
+DEMO_ENTRIES = frozenset({*RUNS, "predictions", REPORT_NAME, *(preset.data_dir for preset in PRESETS.values())})
+"""Everything a demo writes in its folder: a folder that holds anything else is not a demo's, and is refused."""
+
+
+def _check_demo_folder(out: Path) -> None:
+    """Refuse an ``out`` that holds something a demo did not write: a demo replaces its run folders."""
+    others = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES) if out.is_dir() else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise OutputExistsError(
+            f"{out} holds files that are not a demo's ({shown}); the demo replaces its run folders there, so give it "
+            "a new folder or one an earlier demo wrote (--out)"
+        )
+
+
 """Run folder → the model's second input."""
 DEPTH_ONLY_CLASS = "otherstructure"
 """The synthetic class (pillars, ledges, plinths) whose colour is that of what is behind it."""
@@ -113,9 +129,11 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
-    """Generate → train → evaluate → predict, in ``output_dir`` (its run folders are replaced; data is reused)."""
+    """Generate → train → evaluate → predict, in ``output_dir`` (its run folders are replaced; data is reused; a folder
+    that holds anything else is refused)."""
     started = time.perf_counter()
     out = Path(output_dir)
+    _check_demo_folder(out)
     preset = PRESETS["quick" if quick else "full"]
     data = generate_synthetic_dataset(
         out / preset.data_dir, preset.num_train, preset.num_test, *FRAME_SIZE, seed=seed, progress=progress
@@ -134,7 +152,7 @@ def run_demo(
     test_set = RGBXDataset(data, config.data.val_split, ("depth",), input_spec=models["rgbd"].input_spec)
     _write_predictions(models, test_set, protocol, out / "predictions", preset.predictions)
     result.seconds = time.perf_counter() - started
-    result.report = out / "demo_report.json"
+    result.report = out / REPORT_NAME
     with atomic_write_path(result.report) as tmp:
         tmp.write_text(json.dumps(_report(result, preset, protocol), indent=2))
     return result

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .inputs import InputSpec
 from .io import atomic_write_path
@@ -283,12 +285,14 @@ def export_onnx(
     check: bool = True,
     tolerance: float = 1e-4,
     seed: int = 0,
+    progress: bool = True,
 ) -> OnnxExport:
     """Export ``model`` (eval mode, fp32) to ONNX at ``path``; by default check it with onnxruntime.
 
     ``exporter="auto"`` uses the dynamo exporter (opset 18 unless given) and falls back to the legacy one if it fails;
     an opset below 18 selects the legacy exporter. ``dynamic=True`` makes batch, H and W dynamic (the dynamo export
-    then traces with batch 2, so that batch 1 is not specialised). Parity: see the module docstring.
+    then traces with batch 2, so that batch 1 is not specialised). Parity: see the module docstring. ``progress``
+    writes a status line to stderr as each phase starts (export, metadata, parity check), which can take a minute.
     """
     multiple = model.input_multiple
     if height % multiple or width % multiple or min(height, width, batch) < 1:
@@ -298,15 +302,26 @@ def export_onnx(
     args = _example_inputs(model, shape, seed)
     report = None
     start = time.perf_counter()
+
+    def status(message: str) -> None:
+        if progress:
+            tqdm.write(f"export onnx [{time.perf_counter() - start:.1f} s]: {message}", file=sys.stderr)
+
     with atomic_write_path(path) as tmp:
         failures = []
         for name, attempt_opset in _plan_exporters(exporter, opset):
+            status(
+                "exporting {} with the {} exporter, opset {}, {} {}×{}×{}".format(
+                    model.model_name, name, attempt_opset, "dynamic, traced at" if dynamic else "static", *shape
+                )
+            )
             try:
                 with _quiet_export():
                     EXPORTERS[name](_exported_network(model), args, tmp, attempt_opset, dynamic)
             except Exception as err:
                 failures.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
                 continue
+            status("writing the metadata (classes, palette, input spec)")
             written_opset = _add_metadata(tmp, model)
             report = OnnxExport(
                 Path(path),
@@ -326,6 +341,7 @@ def export_onnx(
             session = _cpu_session(tmp)
             second = _second_shape(shape, multiple)
             shapes = [shape, second if dynamic else shape]
+            status("parity check: onnxruntime vs PyTorch at " + ", ".join("{}×{}×{}".format(*s) for s in shapes))
             report.parity = check_onnx_parity(model, tmp, shapes, tolerance=tolerance, seed=seed, session=session)
             if not dynamic:
                 report.other_shape_rejected = _rejects_shape(session, model, second)

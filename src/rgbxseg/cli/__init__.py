@@ -28,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (train and prepare add how to resume)
+        if args.debug:
+            raise
+        print(f"rgbxseg {args.command}: interrupted; every file was either completed or not written", file=sys.stderr)
+        return prepare.INTERRUPTED
     # ImportError: a missing optional dependency or backend, with the extra that installs it.
     except (RgbxsegError, ValueError, KeyError, OSError, ImportError) as err:
         if args.debug:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..bench import BACKENDS, benchmark
-from ..io import atomic_write_path
+from ..io import atomic_write_path, refuse_existing
 from ..models.registry import list_models
 from ..runtime import DTYPES
 
@@ -38,10 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exporter", default="auto", help="ONNX exporter for the onnxruntime/tensorrt backends")
     parser.add_argument("--no-flops", action="store_true", help="skip counting MACs")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_existing(args.json, overwrite=args.overwrite)
     result = benchmark(
         args.model,
         weights=args.weights,

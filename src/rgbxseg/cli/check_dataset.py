@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..data import validate_dataset
+from ..data import InvalidDatasetError, validate_dataset
+from ..data.errors import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = validate_dataset(args.root, progress=not args.quiet)
+    """Exit code 2 with one error line per problem (each names its file and the fix) when the dataset is bad."""
+    try:
+        report = validate_dataset(args.root, progress=not args.quiet)
+    except InvalidDatasetError as err:
+        for problem in err.problems:
+            print(f"rgbxseg check-dataset: error: {printable(problem)}", file=sys.stderr)
+        return 2
     print(f"{report}; all files readable and consistent with meta.json")
     for name, splits in report.pixel_counts.items():
         for split, counts in splits.items():

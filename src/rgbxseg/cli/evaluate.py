@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 
 from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, VOID_PREDICTIONS, evaluate_weights
+from ..io import refuse_existing
 from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments, parse_size
 
@@ -50,13 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    parser.add_argument("--json", help="write the report (protocol + metrics) to this JSON file")
+    parser.add_argument(
+        "--json",
+        help="write the report (protocol + metrics) to this JSON file; its scores are fractions in [0, 1] where the "
+        "console prints percent (its metrics.units says so)",
+    )
     parser.add_argument("--confusion", help="write the confusion-matrix plot to this PNG")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_existing(args.json, args.confusion, overwrite=args.overwrite)
     base = EVAL_PROTOCOLS["asymformer-ms" if args.multi_scale else args.protocol]
     changes = {
         "scales": tuple(args.scales) if args.scales else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..export import EXPORTERS, build_tensorrt_engine, export_onnx, require_tensorrt
+from ..io import refuse_existing
 from ..models.optimize import optimize_for_inference
 from ._models import add_model_arguments, model_from_args
 
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(onnx, weights_required=False)
     onnx.add_argument("--out", required=True, help="output .onnx file")
+    onnx.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     onnx.add_argument("--opset", type=int, default=None, help="default 18 (dynamo); below 18 uses the legacy exporter")
     onnx.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     onnx.add_argument("--exporter", choices=("auto", *EXPORTERS), default="auto", help="auto: dynamo, else legacy")
@@ -29,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--batch", type=int, default=1)
     onnx.add_argument("--tolerance", type=float, default=1e-4, help="max |Δ| logits onnxruntime vs PyTorch")
     onnx.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    onnx.add_argument("--quiet", action="store_true", help="no status lines on stderr while each phase runs")
     onnx.add_argument(
         "--optimize", action="store_true", help="export the inference form (folded norms, reordered decoder)"
     )
@@ -42,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tensorrt.add_argument("--onnx", required=True, help="input .onnx file")
     tensorrt.add_argument("--out", required=True, help="output engine file")
+    tensorrt.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     tensorrt.add_argument("--fp32", action="store_true", help="build an fp32 engine instead of FP16")
     tensorrt.add_argument("--workspace-gib", type=float, default=2.0)
     tensorrt.add_argument("--height", type=int, default=480, help="engine shape for dynamic ONNX inputs")
@@ -51,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_onnx(args: argparse.Namespace) -> int:
+    refuse_existing(args.out, overwrite=args.overwrite)
     model = model_from_args(args)
     report = export_onnx(
         optimize_for_inference(model, channels_last=False) if args.optimize else model,
@@ -63,12 +68,14 @@ def run_onnx(args: argparse.Namespace) -> int:
         exporter=args.exporter,
         check=not args.no_check,
         tolerance=args.tolerance,
+        progress=not args.quiet,
     )
     print(report.describe())
     return 0
 
 
 def run_tensorrt(args: argparse.Namespace) -> int:
+    refuse_existing(args.out, overwrite=args.overwrite)
     require_tensorrt()
     build = build_tensorrt_engine(
         args.onnx,

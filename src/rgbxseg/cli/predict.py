@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..inference import CAMERA_BACKENDS, OUTPUT_KINDS, Segmenter, camera_frames, open_frames, predict_frames, run_camera
-from ..inference.depth import DEPTH_UNITS
+from ..inference.depth import AUTO, AUTO_RULES, DEPTH_CHECKS, DEPTH_UNITS
+from ..inference.memory import DEFAULT_MAX_PIXELS
 from ..runtime import DTYPES
 from ._models import add_model_arguments, model_from_args
 
@@ -15,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="segment your RGB-D / RGB-X frames and write label PNGs, overlays and panels",
         description="Inputs: --rgb A.png --x B.png; --rgb-dir D --x-dir D (matched by file name); "
-        "--rgb video.mp4|rgb/%%06d.png --x depth/%%06d.png; or --camera N. The second input is what the weights' "
+        "--rgb video.mp4|rgb/%06d.png --x depth/%06d.png; or --camera N. The second input is what the weights' "
         "input spec names (depth for AsymFormer; --depth and --depth-dir are other names of --x and --x-dir). "
         "Outputs under --out: labels/NAME.png (palette PNG of dataset labels), overlay/NAME.jpg, panel/NAME.jpg "
-        "(RGB | second input | prediction).",
+        "(RGB | second input | prediction); overlays and panels end with a legend of the classes present.",
     )
     add_model_arguments(parser, weights_required=True)
     source = parser.add_argument_group("input (one of)")
@@ -36,12 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--camera-backend", choices=sorted(CAMERA_BACKENDS), default="openni2")
     source.add_argument("--max-frames", type=int, default=None, help="stop the camera after this many frames")
     source.add_argument("--show", action="store_true", help="camera: show the live panel in a window (q quits)")
-    parser.add_argument("--out", help="output folder (optional with --camera --show)")
+    parser.add_argument("--out", help="output folder (optional with --camera --show); one run at a time writes there")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     parser.add_argument(
         "--depth-unit",
         default="mm",
-        help=f"metric-depth models: what your depth values are: {', '.join(DEPTH_UNITS)} or millimetres per step "
-        "(e.g. 0.1); default mm",
+        help=f"metric-depth models: what your depth values are: {', '.join(DEPTH_UNITS)}, {AUTO} or millimetres per "
+        f"step (e.g. 0.1); default mm. {AUTO_RULES}; {DEPTH_CHECKS}",
     )
     parser.add_argument(
         "--size-policy",
@@ -50,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="frames whose sides are not multiples of 32: pad and crop back (default) or resize there and back",
     )
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resize policy: network size")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"memory guard: refuse a frame with more than N pixels at the network size (default {DEFAULT_MAX_PIXELS:,}"
+        " = 4096×4096) or whose estimated memory exceeds what is free, before it runs; 0: no limit",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     parser.add_argument(
@@ -86,12 +96,19 @@ def run(args: argparse.Namespace) -> int:
         depth_unit=args.depth_unit,
         size_policy=args.size_policy,
         input_size=tuple(args.input_size) if args.input_size else None,
+        max_pixels=args.max_pixels or None,
         optimize=args.optimize,
     )
     suffix = f".{args.image_format}"
     if args.camera is not None:
         summary = run_camera(
-            segmenter, frames, show=args.show, out_dir=args.out, image_suffix=suffix, progress=not args.no_progress
+            segmenter,
+            frames,
+            show=args.show,
+            out_dir=args.out,
+            image_suffix=suffix,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
     else:
         summary = predict_frames(
@@ -103,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             image_suffix=suffix,
             alpha=args.alpha,
             progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
     rate = summary.frames / summary.seconds if summary.seconds else 0.0
     print(

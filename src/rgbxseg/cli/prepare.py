@@ -24,6 +24,7 @@ from ..data.importers import DFORMER_DEPTH_ENCODINGS
 from ..data.synthetic import generate_synthetic_dataset
 
 INTERRUPTED = 130
+"""The exit code after Ctrl-C (128 + SIGINT, as shells report it); every command returns it."""
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from ..engine.config import load_config
-from ..engine.train import AMP_PRECISIONS, train
+from ..engine.train import AMP_PRECISIONS, CHECKPOINT_NAME, train
+from .prepare import INTERRUPTED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,13 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",  # a second --set adds to the first instead of replacing it
         default=[],
         metavar="KEY=VALUE",
-        help="dotted overrides, e.g. optim.lr=1e-4",
+        help="dotted overrides, e.g. optim.lr=1e-4; checked as the file's values are, and errors name the override",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     parser.add_argument("--amp", choices=tuple(AMP_PRECISIONS), help="mixed precision (overrides the config)")
-    parser.add_argument("--output-dir", help="where checkpoints, logs and weights go (overrides the config)")
+    parser.add_argument(
+        "--output-dir",
+        help="where checkpoints, logs and weights go: a new or empty folder, or the run to --resume (overrides the "
+        "config)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -37,9 +45,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"amp={args.amp}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    result = train(load_config(args.config, overrides), resume=args.resume, progress=not args.quiet)
-    summary = f"trained {result.epochs} epochs ({result.iterations} iterations, {result.images_per_second:.2f} img/s)"
-    if result.metrics is not None:
-        summary += f"; {result.metrics.miou * 100:.2f} mIoU on the validation split"
-    print(f"{summary}\nweights: {result.weights}\ncheckpoint: {result.checkpoint}")
+    config = load_config(args.config, overrides)
+    try:
+        result = train(config, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:  # Ctrl-C: what to do next, not a traceback (an unfinished write removed its temp file)
+        checkpoint = Path(config.output_dir) / CHECKPOINT_NAME
+        then = (
+            f"continue from {checkpoint} with the same command and --resume"
+            if checkpoint.is_file()
+            else "there was no checkpoint yet; run the same command again to start over"
+        )
+        print(f"rgbxseg train: interrupted; {then}", file=sys.stderr)
+        return INTERRUPTED
+    print(f"{result.summary()}\nweights: {result.weights}\ncheckpoint: {result.checkpoint}")
     return 0

@@ -1,7 +1,7 @@
 """Data: dataset preparers, importers, the canonical-layout dataset, transforms and synthetic scenes."""
 
 from .dataset import RGBXDataset, resolve_input_spec
-from .errors import DatasetError, IncompleteDatasetError, MissingFileError
+from .errors import DatasetError, IncompleteDatasetError, InvalidDatasetError, MissingFileError
 from .importers import import_asymformer, import_dformer, import_mfnet, import_pst900
 from .layout import DatasetMeta, read_meta
 from .nyuv2 import prepare_nyuv2
@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "DatasetMeta",
     "IncompleteDatasetError",
+    "InvalidDatasetError",
     "MissingFileError",
     "PrepareSummary",
     "RGBXDataset",

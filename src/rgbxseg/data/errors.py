@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -16,6 +17,29 @@ class IncompleteDatasetError(DatasetError):
 
 class MissingFileError(DatasetError, FileNotFoundError):
     """A file the dataset needs does not exist (catchable as :class:`FileNotFoundError` too)."""
+
+
+class InvalidDatasetError(DatasetError):
+    """Checking a whole dataset found problems: ``problems`` has one line for each, naming the file and the fix."""
+
+    SHOWN = 3
+    """Problems quoted in the message; the others are in ``problems``."""
+
+    def __init__(self, root: str | os.PathLike[str], problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        rest = len(self.problems) - self.SHOWN
+        more = f"; … and {rest} more" if rest > 0 else ""
+        super().__init__(
+            self.problems[0]
+            if len(self.problems) == 1
+            else f"{printable(root)}: {len(self.problems)} problems: " + "; ".join(self.problems[: self.SHOWN]) + more
+        )
+
+
+def printable(text: str | os.PathLike[str]) -> str:
+    """A path (or a message naming one) as text that any stream can print: the bytes of a file name that are not
+    UTF-8 (which Python holds as surrogates) are shown as ``\\xNN``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def existing_file(path: str | os.PathLike[str]) -> Path:

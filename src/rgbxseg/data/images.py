@@ -16,18 +16,24 @@ PNG_COMPRESS_LEVEL = 3
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
+SUFFIX_FORMATS = {".png": "PNG"} | dict.fromkeys(JPEG_SUFFIXES, "JPEG")
+"""The content (Pillow's format name) that each image suffix promises."""
+
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError)  # what Pillow raises for corrupt or truncated files
 
 
-def read_image(path: str | os.PathLike[str], *, convert: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, convert: str | None = None, match_suffix: bool = False) -> np.ndarray:
     """Decode a PNG/JPEG into an array that keeps the stored bit depth (uint8 or uint16).
 
     ``convert`` (a Pillow mode such as ``"RGB"`` or ``"L"``) converts first; without it palette images give their
-    indices, which is what label PNGs need. Raises :class:`MissingFileError` or :class:`DatasetError` naming the file.
+    indices, which is what label PNGs need. ``match_suffix`` refuses a ``.png``/``.jpg`` whose content is another
+    format: a JPEG named ``.png`` would slip compression artefacts into labels or depth. Raises
+    :class:`MissingFileError` or :class:`DatasetError` naming the file.
     """
     path = existing_file(path)
     try:
         with Image.open(path) as image:
+            found = "JPEG" if image.format == "MPO" else image.format  # camera JPEGs with extra frames open as MPO
             image.load()
             converted = image.convert(convert) if convert is not None and image.mode != convert else image
             array = np.array(converted)  # a writable copy (np.asarray would be a read-only view)
@@ -35,6 +41,12 @@ def read_image(path: str | os.PathLike[str], *, convert: str | None = None) -> n
         raise DatasetError(
             f"{path}: cannot be decoded ({err}); the file is corrupt or truncated, re-create it"
         ) from err
+    expected = SUFFIX_FORMATS.get(path.suffix.lower())
+    if match_suffix and expected not in (None, found):
+        raise DatasetError(
+            f"{path}: is a {found} file named {path.suffix}; re-create it as a real {expected} (re-encoding will do "
+            "for RGB; labels and depth must come from the source, as JPEG compression changes their values)"
+        )
     if array.dtype == np.int32 and array.size and array.min() >= 0 and array.max() <= np.iinfo(np.uint16).max:
         array = array.astype(np.uint16)  # 16-bit greyscale opened in Pillow's 32-bit "I" mode
     elif array.dtype.byteorder == ">":

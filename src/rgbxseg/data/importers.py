@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import MFNET_9, NYUV2_40, PST900_5, SUNRGBD_37, ClassSet, get_class_set
-from .depth import sun_png_to_mm
+from .depth import check_millimetres, check_sun_shifted, sun_png_to_mm
 from .errors import DatasetError, MissingFileError
 from .images import JPEG_SUFFIXES, image_size, read_image
 from .layout import DatasetMeta, LabelSetSpec, ModalitySpec, check_label_range, check_same_size, label_dir
@@ -58,11 +58,12 @@ def _read_metric_mm(path: Path) -> np.ndarray:
         "; 8-bit depth is usually per-image min-max normalised and has lost its metric scale: declare it with "
         "depth_encoding='minmax_8bit'"
     )
-    return _read_uint16(path, "depth in millimetres", hint)
+    return check_millimetres(_read_uint16(path, "depth in millimetres", hint), str(path))
 
 
 def _read_sun_shifted(path: Path) -> np.ndarray:
-    return sun_png_to_mm(_read_uint16(path, "SUN RGB-D depth"), refined=True, source=str(path))
+    stored = check_sun_shifted(_read_uint16(path, "SUN RGB-D depth"), str(path))
+    return sun_png_to_mm(stored, refined=True, source=str(path))
 
 
 def _read_thermal_raw(path: Path) -> np.ndarray:

@@ -9,6 +9,9 @@
     <root>/labels/<stem>.png         uint8, 0 = void, 1..K (other label sets: labels_<name>/, e.g. labels_13/)
     <root>/<modality>/<stem>.png     further modalities (thermal/, hha/, depth_minmax/), declared in meta.json
     <root>/samples.json              optional per-sample facts (camera, intrinsics, scene)
+
+The root is a boundary: stems, split names and the directories of ``meta.json`` are plain names
+(:func:`is_plain_name`), so no list or ``meta.json`` can make rgbxseg read a file outside it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from ..classes import ClassSet
 from ..inputs import ENCODINGS, ChannelNormalization
 from ..io import atomic_write_path
+from .depth import check_millimetres
 from .errors import DatasetError, IncompleteDatasetError, MissingFileError
 from .images import read_image
 
@@ -34,6 +38,17 @@ META_FILE = "meta.json"
 SAMPLE_INFO_FILE = "samples.json"
 SPLITS = ("train", "val", "test")
 DEFAULT_LABEL_DIR = "labels"
+
+
+def is_plain_name(name: str) -> bool:
+    """True for a name that cannot leave the folder it is joined to: not empty, ``.`` or ``..``, and without ``/``,
+    ``\\`` (on any platform), NUL or a drive (``../x`` or an absolute path in a list would leave the dataset)."""
+    return name not in {"", ".", ".."} and not set(name) & set("/\\\0") and Path(name).name == name
+
+
+def _check_plain(name: str, what: str) -> None:
+    if not is_plain_name(name):
+        raise DatasetError(f"{what} {name!r} is not a plain name; it must name an entry directly inside the dataset")
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class ModalitySpec:
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
             raise DatasetError(f"unknown modality encoding {self.encoding!r}; known: {sorted(ENCODINGS)}")
+        _check_plain(self.dir, "modality directory")
+        _check_plain(self.ext, "file extension")
 
     @property
     def dtype(self) -> str:
@@ -91,6 +108,9 @@ class LabelSetSpec:
     class_set: ClassSet
     dtype: str = "uint8"
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_plain(self.dir, "label directory")
 
     @property
     def num_classes(self) -> int:
@@ -265,6 +285,7 @@ def read_meta(root: str | os.PathLike[str]) -> tuple[DatasetMeta, dict[str, Any]
 
 
 def split_list_path(root: str | os.PathLike[str], split: str) -> Path:
+    _check_plain(split, "split")
     return Path(root) / f"{split}.txt"
 
 
@@ -273,11 +294,24 @@ def available_splits(root: str | os.PathLike[str]) -> list[str]:
 
 
 def read_split_list(root: str | os.PathLike[str], split: str) -> list[str]:
-    """Stems of one split, one per line; blank lines ignored, duplicates refused."""
+    """Stems of one split, one per line (UTF-8, a byte-order mark allowed); blank lines ignored. Duplicates are refused,
+    and so are stems that are not plain names: a list names samples of this dataset, never files elsewhere."""
     path = split_list_path(root, split)
     if not path.is_file():
         raise MissingFileError(f"{path}: split list is missing; available splits: {available_splits(root)}")
-    stems = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8, one stem per line"
+        ) from None
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
+    outside = [stem for stem in stems if not is_plain_name(stem)]
+    if outside:
+        raise DatasetError(
+            f"{path}: lists stems that are not plain names: {outside[:5]}; a stem names the files of one sample "
+            "inside the dataset (rgb/<stem>.png, …): remove directories ('/', '\\', '..') and absolute paths"
+        )
     duplicates = sorted(stem for stem, count in Counter(stems).items() if count > 1)
     if duplicates:
         raise DatasetError(f"{path}: lists these stems more than once: {duplicates[:10]}")
@@ -291,7 +325,7 @@ def write_split_list(root: str | os.PathLike[str], split: str, stems: Sequence[s
 
 def _read_listed(path: Path, listed_in: str) -> np.ndarray:
     try:
-        return read_image(path)
+        return read_image(path, match_suffix=True)
     except MissingFileError as err:
         raise MissingFileError(
             f"{path}: file is missing, but its sample is listed in {listed_in}; "
@@ -318,7 +352,7 @@ def read_modality(root: str | os.PathLike[str], spec: ModalitySpec, stem: str, *
             f"{path}: is {array.dtype} with {_channels(array)} channel(s), but the {spec.dir!r} modality "
             f"({spec.encoding}) is {spec.dtype} with {spec.channels}; re-create the file"
         )
-    return array
+    return check_millimetres(array, str(path)) if spec.encoding == "metric_mm" else array
 
 
 def read_labels(root: str | os.PathLike[str], spec: LabelSetSpec, stem: str, *, listed_in: str) -> np.ndarray:
@@ -373,8 +407,15 @@ def read_sample(
     """Checked arrays of one sample: (modalities by name, label sets by name), all of the same H×W."""
     arrays = {name: read_modality(root, meta.modality(name), stem, listed_in=listed_in) for name in modalities}
     labels = {name: read_labels(root, meta.label_set(name), stem, listed_in=listed_in) for name in label_sets}
-    check_same_size(
+    check_sample_size(meta, stem, arrays, labels)
+    return arrays, labels
+
+
+def check_sample_size(
+    meta: DatasetMeta, stem: str, arrays: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+) -> tuple[int, int]:
+    """The H×W shared by the arrays of one sample (modalities and label sets by name); else an error listing each."""
+    return check_same_size(
         {f"{meta.modality(n).dir}/{stem}": a.shape for n, a in arrays.items()}
         | {f"{meta.label_set(n).dir}/{stem}": a.shape for n, a in labels.items()}
     )
-    return arrays, labels

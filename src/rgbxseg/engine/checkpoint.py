@@ -19,12 +19,44 @@ from ..io import atomic_write_path
 from ..models.weights import CheckpointError, read_torch_file
 
 FORMAT = "rgbxseg-train-1"
+RECORD_BYTES = 1024
+"""A generous bound on what torch.save adds to each tensor's bytes (zip record, alignment, pickle); measured ~300."""
+RESUME = "then continue the run with --resume"
+"""How a run carries on after a failed write of one of its files (:func:`~rgbxseg.io.atomic_write_path`)."""
 
 
-def save_training_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (plus the format tag) to ``path`` via a temporary file and an atomic rename."""
-    with atomic_write_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+def checkpoint_size(state: Any) -> int:
+    """About the bytes ``torch.save(state)`` writes (a little more): each distinct tensor storage once, plus records."""
+    storages: dict[int, int] = {}
+    pending = [state]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return sum(storages.values()) + RECORD_BYTES * (len(storages) + 1)
+
+
+def save_training_checkpoint(path: Path, state: dict[str, Any], then: str = RESUME) -> Path:
+    """Write ``state`` (plus the format tag) to ``path`` via a temporary file and an atomic rename.
+
+    The free space is checked first. A full disk during the write becomes a one-line :class:`~rgbxseg.io.WriteError`
+    naming the file, not torch's "unexpected pos … vs …", ``then`` saying how to carry on; the previous checkpoint
+    stays as it was.
+    """
+    state = {"format": FORMAT, **state}
+    with atomic_write_path(path, size=checkpoint_size(state), then=then) as tmp, tmp.open("wb") as stream:
+        try:
+            torch.save(state, stream)  # through a Python file, so that the disk's error is an OSError we see
+        except RuntimeError as err:
+            # torch's zip writer hides what stopped a write (full disk, Ctrl-C) behind its own error on exit
+            if isinstance(err.__context__, OSError | KeyboardInterrupt):
+                raise err.__context__ from None
+            raise
     return path
 
 

@@ -1,15 +1,18 @@
 """Typed training configuration: dataclasses filled from YAML plus dotted ``key=value`` overrides.
 
 Configs are data: YAML is read with ``yaml.safe_load`` and every value is type-checked against the dataclass
-fields, so a config can never execute code and a typo fails with the list of valid keys.
+fields, so a config can never execute code and a typo fails with the list of valid keys. The values each field
+accepts are declared next to it (:func:`at_least`, :func:`between`, :func:`one_of`) and checked whenever a config is
+built, from YAML or in code, so that a bad value fails before any data is read instead of an epoch into training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,26 +21,159 @@ from typing import Any, TypeVar
 import yaml
 
 from ..models.base import ParamGroupRule
+from ..models.registry import get_model_spec
+from .evaluate import LOGIT_UPSAMPLING, EvalProtocol
 
 
 class ConfigError(ValueError):
-    """A config file or override that does not fit the schema; the message names the key."""
+    """A config file or override that does not fit the schema; the message names the key.
+
+    ``keys`` are the dotted keys the error is about (the message starts with the first), so that
+    :func:`load_config` can say whether their values came from the file or from an override.
+    """
+
+    def __init__(self, message: str, *keys: str) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+    def within(self, prefix: str) -> ConfigError:
+        """The same error about the fields of the section at ``prefix`` (e.g. ``"data."``)."""
+        return ConfigError(f"{prefix}{self}", *(f"{prefix}{key}" for key in self.keys))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a field accepts besides its type: numbers in an interval, or names. An optional field left at None
+    passes; a list passes when it has values and each of them does."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def accepts(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.high is None:
+            return f"{'>' if self.low_open else '≥'} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def check(self, key: str, value: Any) -> None:
+        if value is None:
+            return
+        many = isinstance(value, tuple)
+        values = value if many else (value,)
+        if not values or not all(map(self.accepts, values)):
+            what, shown = ("list values", list(value)) if many else ("be", value)
+            raise ConfigError(f"{key} must {what} {self}, got {shown!r}", key)
+
+
+_RULE = "rgbxseg.rule"
+
+
+def at_least(low: float, *, default: Any = dataclasses.MISSING) -> Any:
+    """A field whose values are ≥ ``low``."""
+    return field(default=default, metadata={_RULE: Rule(low)})
+
+
+def above(low: float, *, default: Any = dataclasses.MISSING) -> Any:
+    """A field whose values are > ``low``."""
+    return field(default=default, metadata={_RULE: Rule(low, low_open=True)})
+
+
+def between(low: float, high: float, *, default: Any = dataclasses.MISSING, high_open: bool = False) -> Any:
+    """A field whose values lie in [``low``, ``high``] (or [``low``, ``high``) with ``high_open``)."""
+    return field(default=default, metadata={_RULE: Rule(low, high, high_open=high_open)})
+
+
+def one_of(*choices: str, default: str) -> Any:
+    """A field that takes one of the names ``choices``."""
+    return field(default=default, metadata={_RULE: Rule(choices=choices)})
+
+
+class _Checked:
+    """Checks each field's declared :class:`Rule` when a config is built (``from_dict``, in code, ``replace``)."""
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            if _RULE in item.metadata:
+                item.metadata[_RULE].check(item.name, getattr(self, item.name))
+
+
+OPTIMIZER_NAMES = ("adamw", "sgd")
+"""The values of ``optim.name`` (:data:`rgbxseg.engine.optim.OPTIMIZERS` builds each)."""
+
+_SET_BY_THE_REGISTRY = ("num_classes", "model_name")
+"""Constructor arguments that come from the dataset and the registered name, never from ``model.kwargs``."""
+
+
+def _keyword_arguments(target: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The keyword arguments ``target`` takes; a builder that forwards ``**kwargs`` is followed to the class its
+    return annotation names. None when they cannot be known (a ``**kwargs`` that leads nowhere)."""
+    parameters = inspect.signature(target).parameters.values()
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        try:
+            returned = typing.get_type_hints(target).get("return")
+        except NameError:  # an annotation that does not resolve
+            return None
+        forwarded = _keyword_arguments(returned) if isinstance(returned, type) else None
+        if forwarded is None:
+            return None
+        names += forwarded
+    return tuple(name for name in dict.fromkeys(names) if name not in _SET_BY_THE_REGISTRY)
+
+
+def model_kwargs(name: str) -> tuple[str, ...] | None:
+    """The ``model.kwargs`` that the registered model ``name`` takes (None: any, they cannot be known).
+
+    Read from the signatures of its builder and of the model class the builder returns, so a new constructor
+    argument needs no list kept here. A variant's builder may fix some of them (e.g. its ``backbone``); passing
+    those fails when the model is built.
+    """
+    return _keyword_arguments(get_model_spec(name).builder)
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Checked):
     name: str = "asymformer_b0_t"
+    """A registered model (``rgbxseg info`` lists them)."""
     weights: str | None = None
     """Initial weights (fine-tuning); loaded with ``strict`` below."""
     strict: bool = True
     backbone_weights: dict[str, str] = field(default_factory=dict)
     """ImageNet checkpoints per branch, e.g. ``{rgb: convnext_tiny_1k_224_ema.pth, depth: mit_b0.pth}``."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra constructor arguments of the model (e.g. drop-path rates)."""
+    """Extra constructor arguments of the model (e.g. drop-path rates); see :func:`model_kwargs`."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            accepted = model_kwargs(self.name)
+        except KeyError as err:
+            raise ConfigError(f"name: {err.args[0]}", "name") from None
+        unknown = sorted(set(self.kwargs) - set(accepted)) if accepted is not None else []
+        if unknown:
+            key = f"kwargs.{unknown[0]}"
+            raise ConfigError(
+                f"{key}: {self.name} takes no argument {unknown[0]!r} (got {self.kwargs[unknown[0]]!r}); "
+                f"valid kwargs: {', '.join(accepted) or 'none'}",
+                key,
+            )
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Checked):
     root: str = ""
     train_split: str = "train"
     val_split: str = "test"
@@ -48,53 +184,58 @@ class DataConfig:
     input_spec: str | None = None
     """A registered input convention (``rgbxseg.models.INPUT_SPECS``) instead of the model's own; the weights record
     the one used."""
-    crop_size: tuple[int, int] = (480, 640)
-    scale_range: tuple[float, float] = (1.0, 2.0)
-    flip_prob: float = 0.5
+    crop_size: tuple[int, int] = at_least(1, default=(480, 640))
+    scale_range: tuple[float, float] = above(0, default=(1.0, 2.0))
+    flip_prob: float = between(0, 1, default=0.5)
     hsv_jitter: bool = True
     """AsymFormer's HSV jitter of the RGB image."""
-    colour_jitter_p: float = 0.0
+    colour_jitter_p: float = between(0, 1, default=0.0)
     """Probability of a brightness/contrast/saturation jitter of the RGB image (GeminiFusion: 0.2)."""
-    colour_jitter: float = 0.5
+    colour_jitter: float = between(0, 1, default=0.5)
     """Its factors are drawn from U(1 − colour_jitter, 1 + colour_jitter)."""
-    blur_p: float = 0.0
+    blur_p: float = between(0, 1, default=0.0)
     """Probability of a 3×3 Gaussian blur of the RGB image (GeminiFusion: 0.2, σ = blur_sigma)."""
-    blur_sigma: float = 0.8
-    batch_size: int = 8
-    val_batch_size: int = 1
-    workers: int = 4
+    blur_sigma: float = above(0, default=0.8)
+    batch_size: int = at_least(1, default=8)
+    val_batch_size: int = at_least(1, default=1)
+    workers: int = at_least(0, default=4)
 
 
 @dataclass
-class OptimConfig:
-    name: str = "adamw"
+class OptimConfig(_Checked):
+    name: str = one_of(*OPTIMIZER_NAMES, default="adamw")
     """``adamw`` (betas, eps) or ``sgd`` (momentum, nesterov)."""
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.9
+    lr: float = at_least(0, default=5e-5)
+    weight_decay: float = at_least(0, default=0.01)
+    betas: tuple[float, float] = between(0, 1, default=(0.9, 0.999), high_open=True)
+    eps: float = at_least(0, default=1e-8)
+    momentum: float = at_least(0, default=0.9)
     nesterov: bool = False
-    grad_clip: float | None = None
+    grad_clip: float | None = above(0, default=None)
     """Clip the global gradient norm to this value (off by default, as in the paper)."""
     param_groups: tuple[ParamGroupRule, ...] | None = None
     """Rules ``{pattern, lr_mult, weight_decay}`` by parameter name, replacing the model's own (None keeps them)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ConfigError("nesterov needs name: sgd and a positive momentum", "nesterov")
+
 
 @dataclass
-class StageConfig:
-    epochs: int
-    lr: float
+class StageConfig(_Checked):
+    epochs: int = at_least(1)
+    lr: float = at_least(0)
 
 
 @dataclass
-class ScheduleConfig:
-    warmup_epochs: float = 4.0
-    warmup_iterations: int | None = None
+class ScheduleConfig(_Checked):
+    warmup_epochs: float = at_least(0, default=4.0)
+    warmup_iterations: int | None = at_least(0, default=None)
     """Warm-up length in iterations (replaces ``warmup_epochs`` when set)."""
-    warmup_start_factor: float = 1e-3
-    power: float = 0.9
-    poly_iterations: int | None = None
+    warmup_start_factor: float = between(0, 1, default=1e-3)
+    power: float = at_least(0, default=0.9)
+    poly_iterations: int | None = at_least(1, default=None)
     """Iteration at which the polynomial decay would reach 0 (default: the end of the run, or of each stage); the
     rate is held at its last value beyond it."""
     poly_from_start: bool = False
@@ -109,38 +250,59 @@ class ScheduleConfig:
 
 
 @dataclass
-class EvalConfig:
-    every_epochs: int = 0
+class EvalConfig(_Checked):
+    every_epochs: int = at_least(0, default=0)
     """Validate every N epochs during training (0 = only at the end)."""
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] = above(0, default=(1.0,))
     flip: bool = False
-    shorter_side: int | None = None
+    shorter_side: int | None = at_least(1, default=None)
     """Validate at this shorter side, rounded up to a multiple of 32 (GeminiFusion: 480); None = native."""
-    logit_upsampling: str = "bilinear"
+    logit_upsampling: str = one_of(*LOGIT_UPSAMPLING, default="bilinear")
     """``bilinear`` or ``bicubic`` (GeminiFusion) upsampling of the logits to the evaluated resolution."""
+
+    def protocol(self) -> EvalProtocol:
+        """How training validates (``rgbxseg eval`` takes the same as options; its defaults are this class's)."""
+        return EvalProtocol(
+            scales=self.scales, flip=self.flip, shorter_side=self.shorter_side, logit_upsampling=self.logit_upsampling
+        )
+
+
+AMP_PRECISIONS = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
+"""``amp`` config values → precision names of :mod:`rgbxseg.runtime`."""
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    epochs: int = 500
+    epochs: int = at_least(1, default=500)
     output_dir: str = "runs/train"
-    seed: int = 2333
+    seed: int = at_least(0, default=2333)
     deterministic: bool = False
-    amp: str = "none"
+    amp: str = one_of(*AMP_PRECISIONS, default="none")
     """``none``, ``bf16`` or ``fp16`` (fp16 uses a gradient scaler)."""
     channels_last: bool = False
-    ema_decay: float | None = None
+    ema_decay: float | None = between(0, 1, default=None, high_open=True)
+    """Decay of an exponential moving average of the weights, evaluated and saved instead of them (None or 0: off)."""
     sync_bn: bool = False
-    checkpoint_every: int = 50
+    checkpoint_every: int = at_least(1, default=50)
     """Write a resumable checkpoint every N epochs (and always at the end)."""
-    log_every: int = 10
+    log_every: int = at_least(1, default=10)
     tensorboard: bool = False
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stages = [stage.epochs for stage in self.schedule.stages]
+        if stages and sum(stages) != self.epochs:
+            raise ConfigError(
+                f"schedule.stages: their epochs {stages} add up to {sum(stages)}, not to epochs ({self.epochs})",
+                "schedule.stages",
+                "epochs",
+            )
 
 
 T = TypeVar("T")
@@ -174,22 +336,22 @@ def _check_union(value: Any, args: tuple[Any, ...], key: str) -> Any:
             return _check_value(value, option, key)
         except ConfigError as err:
             errors.append(str(err))
-    raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {args}")
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {args}", key)
 
 
 def _check_tuple(value: Any, args: tuple[Any, ...], key: str) -> tuple[Any, ...]:
     if not isinstance(value, list | tuple):
-        raise ConfigError(f"{key}: expected a list, got {value!r}")
+        raise ConfigError(f"{key}: expected a list, got {value!r}", key)
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(_check_value(v, args[0], key) for v in value)
     if len(value) != len(args):
-        raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}", key)
     return tuple(_check_value(v, a, key) for v, a in zip(value, args, strict=True))
 
 
 def _check_dict(value: Any, args: tuple[Any, ...], key: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}", key)
     return {str(k): _check_value(v, args[1], f"{key}.{k}") for k, v in value.items()}
 
 
@@ -200,19 +362,19 @@ def _check_value(value: Any, annotation: Any, key: str) -> Any:
         return _check_union(value, args, key)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {value!r}", key)
         try:
             return from_dict(annotation, value, prefix=f"{key}.")
         except ConfigError:
             raise
-        except ValueError as err:  # the dataclass's own check of the values
-            raise ConfigError(f"{key}: {err}") from None
+        except ValueError as err:  # the own check of a dataclass from elsewhere (ParamGroupRule)
+            raise ConfigError(f"{key}: {err}", key) from None
     checker = {tuple: _check_tuple, dict: _check_dict}.get(origin)
     if checker is not None:
         return checker(value, args, key)
     if annotation in _SCALARS:
         if not _SCALARS[annotation](value):
-            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}", key)
         return annotation(value)
     return value  # typing.Any
 
@@ -222,16 +384,20 @@ RENAMED_KEYS = {"data.normalization": "data.input_spec (a registered input spec,
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and ill-typed values."""
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys, ill-typed values and values out of range."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         key = f"{prefix}{unknown[0]}"
         if key in RENAMED_KEYS:
-            raise ConfigError(f"{key} is now {RENAMED_KEYS[key]}; rename it in the config")
-        raise ConfigError(f"unknown key {key}; valid keys here: {', '.join(sorted(names))}")
-    return cls(**{k: _check_value(v, hints[k], f"{prefix}{k}") for k, v in data.items()})
+            raise ConfigError(f"{key} is now {RENAMED_KEYS[key]}; rename it in the config", key)
+        raise ConfigError(f"unknown key {key}; valid keys here: {', '.join(sorted(names))}", key)
+    values = {k: _check_value(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as err:  # a rule of cls's own fields, which names them without the prefix
+        raise err.within(prefix) from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -259,7 +425,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: {raw!r} is not a YAML value ({err})") from None
     return data
 
 
@@ -269,8 +438,22 @@ def bundled_configs() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+def _source(keys: tuple[str, ...], path: Path, overrides: list[str]) -> str:
+    """Where the values of ``keys`` came from: for each, the last ``--set`` of it or of a section holding it (which
+    replaced it), else the file."""
+    sources = []
+    for key in keys:
+        setting = [item for item in overrides if f"{key}.".startswith(f"{item.partition('=')[0]}.")]
+        sources.append(f"--set {setting[-1]}" if setting else str(path))
+    return ", ".join(dict.fromkeys(sources or [str(path)]))
+
+
 def load_config(source: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
-    """Read a YAML config (a path, or the name of a bundled config) and apply dotted overrides."""
+    """Read a YAML config (a path, or the name of a bundled config) and apply dotted overrides.
+
+    An error starts with where the offending value came from: the file, or the ``--set key=value`` override.
+    """
+    overrides = list(overrides)
     path = Path(source)
     if not path.is_file():
         bundled = bundled_configs()
@@ -279,12 +462,18 @@ def load_config(source: str | Path, overrides: Iterable[str] = ()) -> TrainConfi
             raise ConfigError(f"config {source} not found; give a YAML path or one of the bundled configs: {names}")
         path = bundled[str(source)]
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start : err.start + 1]!r}); save the config "
+            "as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config sections")
+    data = apply_overrides(data, overrides)  # its errors name the override
     try:
-        return from_dict(TrainConfig, apply_overrides(data, overrides))
+        return from_dict(TrainConfig, data)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{_source(err.keys, path, overrides)}: {err}", *err.keys) from None

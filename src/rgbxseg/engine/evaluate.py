@@ -361,6 +361,7 @@ class EvalReport:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``rgbxseg eval --json`` writes; its scores are fractions in [0, 1] (``metrics.units`` says so)."""
         return {"protocol": self.protocol, "metrics": self.metrics.to_dict(), "seconds": self.seconds}
 
 

@@ -10,6 +10,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+SCORE_UNITS = (
+    "miou, pixel_accuracy, mean_accuracy, frequency_weighted_iou and the per-class iou and accuracy are fractions in "
+    "[0, 1] (null: a class absent from prediction and ground truth); the console prints them as percent. "
+    "labelled_pixels, void_predicted_pixels and confusion_matrix are pixel counts."
+)
+"""The ``units`` note of :meth:`SegmentationMetrics.to_dict` (and so of ``rgbxseg eval --json``)."""
+
 
 @dataclass(frozen=True)
 class SegmentationMetrics:
@@ -30,10 +37,13 @@ class SegmentationMetrics:
     """Labelled pixels left out because a void output won them (only under the official DPLNet metric)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with a ``units`` note: the scores stay fractions here while :meth:`table` prints percent."""
+
         def clean(value: float) -> float | None:
             return None if math.isnan(value) else value
 
         return {
+            "units": SCORE_UNITS,
             "miou": self.miou,
             "pixel_accuracy": self.pixel_accuracy,
             "mean_accuracy": self.mean_accuracy,

@@ -20,16 +20,13 @@ OPTIMIZERS: dict[str, Callable[[ParamGroups, OptimConfig], torch.optim.Optimizer
         groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay
     ),
 }
-"""Optimiser constructors by config name; each group's own ``lr`` and ``weight_decay`` win over the defaults."""
+"""Optimiser constructors by config name (:data:`~rgbxseg.engine.config.OPTIMIZER_NAMES`); each group's own ``lr``
+and ``weight_decay`` win over the defaults."""
 
 
 def build_optimizer(model: SegmentationModel, config: OptimConfig) -> torch.optim.Optimizer:
     """The configured optimiser over the model's trainable parameters, grouped by :meth:`param_groups` (the config's
     ``param_groups`` rules replace the model's own when given)."""
-    if config.name not in OPTIMIZERS:
-        raise ConfigError(f"optim.name: {config.name!r} is not one of {', '.join(OPTIMIZERS)}")
-    if config.nesterov and (config.name != "sgd" or config.momentum <= 0):
-        raise ConfigError("optim.nesterov needs optim.name: sgd and a positive optim.momentum")
     groups = model.param_groups(config.lr, config.weight_decay, config.param_groups)
     if not groups:
         raise ConfigError(f"{model.model_name} has no trainable parameter: everything is frozen")

@@ -8,6 +8,7 @@ single process).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import itertools
@@ -34,15 +35,22 @@ from ..data.layout import DatasetMeta, read_meta
 from ..data.transforms import TrainAugmentation
 from ..errors import RgbxsegError
 from ..inputs import InputSpec
-from ..io import atomic_write_path
+from ..io import (
+    LOCK_NAME,
+    TEMPORARY_NAME,
+    OutputExistsError,
+    atomic_write_path,
+    lock_directory,
+    remove_stale_temporaries,
+)
 from ..metadata import WeightsMetadata
 from ..models import create_model
 from ..models.base import SegmentationModel
 from ..models.registry import get_input_spec, get_model_spec
 from ..models.weights import save_weights
 from ..runtime import autocast, resolve_dtype
-from .checkpoint import load_training_checkpoint, save_training_checkpoint
-from .config import ConfigError, StageConfig, TrainConfig, to_dict
+from .checkpoint import RESUME, load_training_checkpoint, save_training_checkpoint
+from .config import AMP_PRECISIONS, ConfigError, StageConfig, TrainConfig, to_dict
 from .distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -50,7 +58,7 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from .evaluate import EvalProtocol, dataset_modalities, evaluate, model_inputs
+from .evaluate import SINGLE_SCALE, EvalProtocol, dataset_modalities, evaluate, model_inputs
 from .metrics import SegmentationMetrics
 from .objective import TrainingObjective, total_loss
 from .optim import build_optimizer
@@ -59,10 +67,22 @@ from .schedule import build_scheduler
 
 log = logging.getLogger(__name__)
 
-AMP_PRECISIONS = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
-"""``amp`` config values → precision names of :mod:`rgbxseg.runtime`."""
 CHECKPOINT_NAME = "last.pt"
 WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.csv"
+CONFIG_HEADER = "# rgbxseg train: the config of the run in this folder"
+"""The first line of the ``config.yaml`` a run writes. A folder that holds that file, at most ``metrics.csv`` besides
+and no checkpoint is a run stopped before its first checkpoint, which the same command may start over; a user's own
+``config.yaml`` is never taken for it."""
+
+
+def _stopped_before_a_checkpoint(folder: Path, names: list[str]) -> bool:
+    """Whether ``names`` (the entries of ``folder``) are only what a run writes before its first checkpoint."""
+    if CONFIG_NAME not in names or not set(names) <= {CONFIG_NAME, METRICS_NAME}:
+        return False
+    with (folder / CONFIG_NAME).open("rb") as f:
+        return f.readline().rstrip(b"\r\n") == CONFIG_HEADER.encode()
 
 
 class NonFiniteLossError(RgbxsegError, RuntimeError):
@@ -77,10 +97,48 @@ class TrainResult:
     weights: Path
     checkpoint: Path
     metrics: SegmentationMetrics | None
+    """Of the final model on ``config.data.val_split``, as ``config.eval.protocol()`` validates."""
     epochs: int
+    """The run's epochs so far, those before a resume included (as ``iterations``)."""
     iterations: int
     images_per_second: float
+    config: TrainConfig
+    start_epoch: int
+    """The epoch this call started from: 0, or that of the checkpoint it resumed."""
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What ``rgbxseg train`` prints: the epochs this call trained, and how the score was validated, as the
+        ``rgbxseg eval`` options that reproduce it (a config's ``eval`` section may differ from eval's defaults)."""
+        trained = self.epochs - self.start_epoch
+        if not self.start_epoch:
+            text = f"trained {trained} epoch{'s' * (trained != 1)}"
+        elif trained > 0:
+            span = f"epoch {self.epochs}" if trained == 1 else f"epochs {self.start_epoch + 1}–{self.epochs}"
+            text = f"resumed after epoch {self.start_epoch} and trained {span}"
+        else:
+            text = f"resumed after epoch {self.start_epoch}: nothing left to train"
+        text += f" ({self.iterations} iterations in all, {self.images_per_second:.2f} img/s)"
+        if self.metrics is None:
+            return text
+        options = _eval_options(self.config.eval.protocol())
+        how = (
+            f"validated as `rgbxseg eval {' '.join(options)}` (the config's eval section; eval's default is scale 1.0)"
+            if options
+            else "validated at scale 1.0, as rgbxseg eval by default"
+        )
+        return f"{text}; {self.metrics.miou * 100:.2f} mIoU on the {self.config.data.val_split} split, {how}"
+
+
+def _eval_options(protocol: EvalProtocol) -> list[str]:
+    """The ``rgbxseg eval`` options that give ``protocol`` (none for eval's default, single scale)."""
+    default, options = SINGLE_SCALE.describe(), []
+    for name, value in protocol.describe().items():
+        if value != default[name]:
+            flag = f"--{name.replace('_', '-')}"
+            shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            options.append(flag if value is True else f"{flag} {shown}")
+    return options
 
 
 class ModelEMA:
@@ -135,8 +193,6 @@ class Trainer:
         self.progress = progress and ctx.is_main
         self.output_dir = Path(config.output_dir)
         self.checkpoint_path = self.output_dir / CHECKPOINT_NAME
-        if config.amp not in AMP_PRECISIONS:
-            raise ConfigError(f"amp: {config.amp!r} is not one of {', '.join(AMP_PRECISIONS)}")
         self.amp_dtype = resolve_dtype(AMP_PRECISIONS[config.amp], ctx.device)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -176,18 +232,14 @@ class Trainer:
                 "lower data.batch_size"
             )
         self.stages = config.schedule.stages or (StageConfig(config.epochs, config.optim.lr),)
-        if sum(stage.epochs for stage in self.stages) != config.epochs or min(s.epochs for s in self.stages) < 1:
-            raise ConfigError(
-                f"schedule.stages: their epochs {[stage.epochs for stage in self.stages]} must be positive and add up "
-                f"to epochs ({config.epochs})"
-            )
         self._start_stage(0)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay else None
         self.epoch = 0
+        self.start_epoch = 0
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
-        self.tensorboard = self._tensorboard() if config.tensorboard and ctx.is_main else None
+        self.tensorboard: Any = None  # opened by run() once output_dir is this run's
 
     # --- construction -------------------------------------------------------------------------------------------
 
@@ -217,14 +269,19 @@ class Trainer:
 
     def _build_model(self, num_classes: int) -> SegmentationModel:
         spec = self.config.model
-        model = create_model(
-            spec.name,
-            num_classes=num_classes,
-            weights=spec.weights,
-            strict=spec.strict,
-            backbone_weights=spec.backbone_weights,
-            **spec.kwargs,
-        ).to(self.ctx.device)
+        try:
+            model = create_model(
+                spec.name,
+                num_classes=num_classes,
+                weights=spec.weights,
+                strict=spec.strict,
+                backbone_weights=spec.backbone_weights,
+                **spec.kwargs,
+            ).to(self.ctx.device)
+        except TypeError as err:  # a constructor argument that the variant's builder fixes itself (its backbone)
+            if not spec.kwargs:
+                raise
+            raise ConfigError(f"model.kwargs {spec.kwargs}: {spec.name} cannot take them: {err}") from None
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -315,10 +372,15 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration, self.history = state["epoch"], state["iteration"], list(state["history"])
+        self.start_epoch = self.epoch
+
+    def _then(self) -> str:
+        """How the run carries on after a failed write: from its checkpoint, or from the start if it has none yet."""
+        return RESUME if self.checkpoint_path.exists() else "then run the same command again (no checkpoint yet)"
 
     def _write_checkpoint(self) -> None:
         if self.ctx.is_main:
-            save_training_checkpoint(self.checkpoint_path, self._state())
+            save_training_checkpoint(self.checkpoint_path, self._state(), then=self._then())
 
     # --- the loop -----------------------------------------------------------------------------------------------
 
@@ -413,26 +475,56 @@ class Trainer:
             self.val_set,
             num_classes=self.model.num_label_classes,
             class_names=self.metadata.class_names,
-            protocol=EvalProtocol(
-                scales=self.config.eval.scales,
-                flip=self.config.eval.flip,
-                shorter_side=self.config.eval.shorter_side,
-                logit_upsampling=self.config.eval.logit_upsampling,
-            ),
+            protocol=self.config.eval.protocol(),
             x_modality=self.x_modality,
             batch_size=self.config.data.val_batch_size,
             progress=self.progress,
         )
 
-    def _log_epoch(self, row: dict[str, Any]) -> None:
-        self.history.append(row)
-        if not self.ctx.is_main:
+    def _check_output_dir(self, resume: bool) -> None:
+        """Refuse to start a new run where it would replace anything but its own files: ``output_dir`` must be new,
+        empty, or a run stopped before its first checkpoint (:data:`CONFIG_HEADER`); a resumed run has its checkpoint
+        there (checked as it is read)."""
+        if resume:
             return
-        with atomic_write_path(self.output_dir / "metrics.csv") as tmp, tmp.open("w", newline="") as f:
+        if self.checkpoint_path.exists():
+            raise OutputExistsError(
+                f"{self.output_dir} already holds a run ({self.checkpoint_path}); continue it with --resume or "
+                "choose another output_dir"
+            )
+        entries = self.output_dir.iterdir() if self.output_dir.is_dir() else ()
+        found = sorted(p.name for p in entries if not TEMPORARY_NAME.fullmatch(p.name) and p.name != LOCK_NAME)
+        if _stopped_before_a_checkpoint(self.output_dir, found):
+            log.info("%s: starting over a run that stopped before its first checkpoint", self.output_dir)
+        elif found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            raise OutputExistsError(
+                f"{self.output_dir} is not empty ({shown}) and holds no run to resume ({CHECKPOINT_NAME}); "
+                "choose a new or empty output_dir (nothing in it was changed)"
+            )
+
+    def _claim_output_dir(self, resume: bool, stack: contextlib.ExitStack) -> None:
+        """Make ``output_dir`` this run's without touching anything that is not (:meth:`_check_output_dir`), locked
+        for the run so that a second run into it fails at once; then remove the temporary files of writes killed
+        mid-way."""
+        self._check_output_dir(resume)  # before the lock: a refused folder is left exactly as it was
+        stack.enter_context(lock_directory(self.output_dir))
+        self._check_output_dir(resume)  # again, now that no other run can write there
+        remove_stale_temporaries(self.output_dir)
+
+    def _write_metrics(self) -> None:
+        """``metrics.csv``: a row per epoch of the history, rewritten whole."""
+        path = self.output_dir / METRICS_NAME
+        with atomic_write_path(path, then=self._then()) as tmp, tmp.open("w", newline="") as f:
             columns = list(dict.fromkeys(key for entry in self.history for key in entry))
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.history)
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        if not self.ctx.is_main:
+            return
+        self._write_metrics()
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != "epoch" and value is not None:
@@ -446,18 +538,23 @@ class Trainer:
         log.info(summary)
 
     def run(self, resume: bool = False) -> TrainResult:
-        config = self.config
+        """Train to ``config.epochs`` (from the checkpoint in ``output_dir`` with ``resume``), holding the folder."""
         if resume:
             self._restore(load_training_checkpoint(self.checkpoint_path))
-        elif self.checkpoint_path.exists():
-            raise ConfigError(
-                f"{self.output_dir} already holds a run ({self.checkpoint_path}); continue it with --resume or "
-                "choose another output_dir"
-            )
+        with contextlib.ExitStack() as stack:
+            if self.ctx.is_main:  # only rank 0 writes, so only it checks (the others would see its first files)
+                self._claim_output_dir(resume, stack)
+                with atomic_write_path(self.output_dir / CONFIG_NAME) as tmp:
+                    tmp.write_text(f"{CONFIG_HEADER}\n{yaml.safe_dump(to_dict(self.config), sort_keys=False)}")
+            return self._train()
+
+    def _train(self) -> TrainResult:
+        config = self.config
         if self.ctx.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_write_path(self.output_dir / "config.yaml") as tmp:
-                tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+            if self.history:  # resumed: back to the checkpoint's epochs (a kill after it may have logged more)
+                self._write_metrics()
+            if config.tensorboard:
+                self.tensorboard = self._tensorboard()
         metrics = None
         for epoch in range(self.epoch, config.epochs):
             if self.stage_of(epoch) != self.stage:
@@ -467,7 +564,7 @@ class Trainer:
             last = self.epoch == config.epochs
             due = config.eval.every_epochs and self.epoch % config.eval.every_epochs == 0
             metrics = self.validate() if (due or last) else None
-            self._log_epoch(
+            self.history.append(
                 {
                     "epoch": self.epoch,
                     **({"stage": self.stage + 1} if len(self.stages) > 1 else {}),
@@ -481,6 +578,7 @@ class Trainer:
             )
             if last or self.epoch % config.checkpoint_every == 0:
                 self._write_checkpoint()
+            self._log_epoch(self.history[-1])  # after the checkpoint: metrics.csv never holds an epoch it lost
         if metrics is None and self.history:  # resumed after the last epoch: evaluate what was trained
             metrics = self.validate()
         return self._finish(metrics)
@@ -507,6 +605,8 @@ class Trainer:
             epochs=self.epoch,
             iterations=self.iteration,
             images_per_second=float(np.median(speeds)) if speeds else math.nan,
+            config=self.config,
+            start_epoch=self.start_epoch,
             history=self.history,
         )
 

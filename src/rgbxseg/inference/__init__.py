@@ -11,12 +11,15 @@ from .frames import (
     read_modality,
     read_rgb,
 )
+from .memory import DEFAULT_MAX_PIXELS, FrameTooLargeError
 from .pipeline import OUTPUT_KINDS, PredictSummary, predict_frames, run_camera, write_outputs
 from .segmenter import Prediction, PrepareModel, Segmenter
 from .visualize import (
+    add_legend,
     colorize_labels,
     depth_colormap,
     label_image,
+    legend,
     modality_picture,
     overlay,
     prediction_panel,
@@ -25,20 +28,24 @@ from .visualize import (
 
 __all__ = [
     "CAMERA_BACKENDS",
+    "DEFAULT_MAX_PIXELS",
     "DEPTH_UNITS",
     "OUTPUT_KINDS",
     "DepthUnit",
     "FolderFrames",
     "Frame",
+    "FrameTooLargeError",
     "PredictSummary",
     "Prediction",
     "PrepareModel",
     "Segmenter",
+    "add_legend",
     "camera_frames",
     "colorize_labels",
     "depth_colormap",
     "depth_to_mm",
     "label_image",
+    "legend",
     "modality_picture",
     "open_camera",
     "open_frames",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,14 +13,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..io import OutputExistsError, lock_directory, remove_stale_temporaries
 from ..runtime import BackendUnavailableError, require
 from .frames import Frame
 from .segmenter import Prediction, Segmenter
-from .visualize import label_image, overlay, prediction_panel, save_image
+from .visualize import add_legend, label_image, overlay, prediction_panel, save_image
 
 OUTPUT_KINDS = ("labels", "overlay", "panel")
 """``labels/NAME.png``: palette PNG of dataset labels; ``overlay/NAME.EXT``: colours over the RGB;
-``panel/NAME.EXT``: RGB | second modality (depth as a colour map) | prediction."""
+``panel/NAME.EXT``: RGB | second modality (depth as a colour map) | prediction. Overlays and panels end with a
+legend of the classes present (:func:`~rgbxseg.inference.visualize.add_legend`)."""
 
 
 @dataclass
@@ -42,12 +45,16 @@ def write_outputs(
     alpha: float = 0.5,
 ) -> list[Path]:
     """Write the requested outputs of one frame under ``out_dir/<kind>/<frame name>``."""
-    palette = segmenter.class_set.palette_array()
+    labels, classes, palette = prediction.labels, segmenter.class_set, segmenter.class_set.palette_array()
     renderers = {
-        "labels": lambda: (label_image(prediction.labels, palette), ".png"),
-        "overlay": lambda: (overlay(frame.rgb, prediction.labels, palette, alpha), image_suffix),
+        "labels": lambda: (label_image(labels, palette), ".png"),
+        "overlay": lambda: (add_legend(overlay(frame.rgb, labels, palette, alpha), labels, classes), image_suffix),
         "panel": lambda: (
-            prediction_panel(frame.rgb, segmenter.x_picture(frame.x, frame.source), prediction.labels, palette),
+            add_legend(
+                prediction_panel(frame.rgb, segmenter.x_picture(frame.x, frame.source), labels, palette),
+                labels,
+                classes,
+            ),
             image_suffix,
         ),
     }
@@ -56,6 +63,26 @@ def write_outputs(
         image, suffix = renderers[kind]()
         written.append(save_image(image, out_dir / kind / f"{frame.name}{suffix}"))
     return written
+
+
+@contextlib.contextmanager
+def _claim_output_dir(out_dir: Path, kinds: Sequence[str], overwrite: bool) -> Iterator[None]:
+    """Own ``out_dir`` while a run writes ``kinds`` there, so that no file of an earlier run is replaced by surprise.
+
+    A lock makes a second run into the folder fail at once (two runs would leave a per-file mix); the temporary files
+    of a run killed mid-write are removed; earlier outputs of these kinds are refused unless ``overwrite``.
+    """
+    with lock_directory(out_dir):
+        for kind in OUTPUT_KINDS:
+            remove_stale_temporaries(out_dir / kind)
+        earlier = [path for kind in kinds if (out_dir / kind).is_dir() for path in sorted((out_dir / kind).iterdir())]
+        if earlier and not overwrite:
+            more = f" and {len(earlier) - 1} more" if len(earlier) > 1 else ""
+            raise OutputExistsError(
+                f"{out_dir} already holds outputs ({earlier[0].relative_to(out_dir)}{more}); pass --overwrite "
+                "(overwrite=True) to replace them, or choose another output folder"
+            )
+        yield
 
 
 def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -75,8 +102,13 @@ def predict_frames(
     alpha: float = 0.5,
     total: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PredictSummary:
-    """Segment every frame (``batch_size`` at a time) and write its outputs; shows a progress bar."""
+    """Segment every frame (``batch_size`` at a time) and write its outputs; shows a progress bar.
+
+    ``out_dir`` is locked for the run (a second run into it fails at once) and earlier outputs there are refused
+    unless ``overwrite``.
+    """
     unknown = sorted(set(outputs) - set(OUTPUT_KINDS))
     if unknown:
         raise ValueError(f"unknown outputs {unknown}; choose from {', '.join(OUTPUT_KINDS)}")
@@ -85,7 +117,10 @@ def predict_frames(
     summary = PredictSummary(Path(out_dir))
     start = time.perf_counter()
     total = total if total is not None else (len(frames) if isinstance(frames, Sequence) else None)
-    with tqdm(total=total, unit="frame", desc="predict", disable=not progress) as bar:
+    with (
+        _claim_output_dir(summary.out_dir, outputs, overwrite),
+        tqdm(total=total, unit="frame", desc="predict", disable=not progress) as bar,
+    ):
         for batch in _batches(frames, batch_size):
             predictions = segmenter.predict_batch(
                 [f.rgb for f in batch], [f.x for f in batch], sources=[f.source or f.name for f in batch]
@@ -121,18 +156,24 @@ def run_camera(
     out_dir: str | Path | None = None,
     image_suffix: str = ".jpg",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PredictSummary:
-    """Live loop: segment each camera frame, show the panel in a window (q or Esc quits) and/or write it."""
+    """Live loop: segment each camera frame, show the panel in a window (q or Esc quits) and/or write it (to an
+    ``out_dir`` held as :func:`predict_frames` holds it)."""
     if not show and out_dir is None:
         raise ValueError("the camera loop needs somewhere to put frames: show them, or give an output folder")
     cv2 = _gui_opencv() if show else None
     summary = PredictSummary(Path(out_dir) if out_dir else Path())
     start = time.perf_counter()
     palette = segmenter.class_set.palette_array()
-    with tqdm(unit="frame", desc="camera", disable=not progress) as bar:
+    claim = (
+        _claim_output_dir(summary.out_dir, ("panel",), overwrite) if out_dir is not None else contextlib.nullcontext()
+    )
+    with claim, tqdm(unit="frame", desc="camera", disable=not progress) as bar:
         for frame in frames:
             prediction = segmenter.predict(frame.rgb, frame.x)
             panel = prediction_panel(frame.rgb, segmenter.x_picture(frame.x, frame.source), prediction.labels, palette)
+            panel = add_legend(panel, prediction.labels, segmenter.class_set)
             if out_dir is not None:
                 summary.files.append(save_image(panel, summary.out_dir / "panel" / f"{frame.name}{image_suffix}"))
             summary.frames += 1

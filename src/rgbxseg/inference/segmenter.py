@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +19,8 @@ from ..models.layers import nearest_multiples, pad_to_multiple, resize, valid_si
 from ..models.optimize import optimize_for_inference
 from ..models.weights import PathLike, default_metadata
 from ..runtime import autocast, resolve_device, resolve_dtype, retain_freed_memory
-from .depth import DepthUnit, depth_to_mm, resolve_depth_unit
+from .depth import DepthUnit, DepthUnitLike, depth_to_mm, resolve_depth_unit
+from .memory import DEFAULT_MAX_PIXELS, FrameTooLargeError, available_memory, estimate_bytes, format_bytes
 from .visualize import depth_colormap, modality_picture
 
 SizePolicy = Literal["pad", "resize"]
@@ -56,7 +57,10 @@ class Segmenter:
         weights: checkpoint for a model given by name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA), via autocast.
         depth_unit: for metric-depth models, what the depth maps you pass hold: ``"mm"``, ``"m"``, ``"sun-shifted"``
-            (raw SUN RGB-D PNGs) or a number of millimetres per step; converted to millimetres.
+            (raw SUN RGB-D PNGs), a number of millimetres per step, or ``"auto"`` (chosen per map:
+            :data:`~rgbxseg.inference.depth.AUTO_RULES`); converted to millimetres. ``predict(..., depth_unit=)``
+            overrides it per call. Maps whose values do not fit their unit are refused
+            (:data:`~rgbxseg.inference.depth.DEPTH_CHECKS`): a wrong unit would give confident, wrong labels.
         size_policy: how frames whose H or W are not multiples of ``model.input_multiple`` are handled.
             ``"pad"`` (default) pads bottom/right with the normalised mean (0) and crops the logits back: every pixel
             is seen at its native scale. ``"resize"`` resizes to ``input_size`` (default: the nearest valid size;
@@ -69,6 +73,11 @@ class Segmenter:
             half-precision-tolerant parts run in that precision instead of autocasting everything), and let the
             process reuse freed memory between frames (:func:`rgbxseg.runtime.retain_freed_memory`, process-wide).
         prepare_model: a further step applied once to the (optimised) eval model, e.g. ``torch.compile``.
+        max_pixels: the memory guard. A frame with more pixels at the network's input size (default 4096×4096), or
+            whose prediction would need more memory than was free when the segmenter started (estimated from
+            measurements: :mod:`rgbxseg.inference.memory`), is refused before anything is allocated, so a huge
+            frame fails at once instead of exhausting the machine; frames of one size run in batches that fit.
+            ``None`` lifts the guard.
     """
 
     def __init__(
@@ -78,12 +87,13 @@ class Segmenter:
         *,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
-        depth_unit: str | float | DepthUnit = "mm",
+        depth_unit: DepthUnitLike = "mm",
         size_policy: SizePolicy = "pad",
         input_size: tuple[int, int] | None = None,
         input_spec: InputSpec | None = None,
         optimize: bool = False,
         prepare_model: PrepareModel | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if isinstance(model, str):
             model = create_model(model, weights=weights)
@@ -99,12 +109,14 @@ class Segmenter:
                     f"input_size {input_size} must be positive multiples of {model.input_multiple} for "
                     f"{model.model_name}"
                 )
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, or None for no limit; got {max_pixels}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device)
         self.metadata: WeightsMetadata = model.weights_metadata or default_metadata(model)
         self.input_spec = model.adapt_input_spec(input_spec) if input_spec is not None else model.input_spec
-        self.depth_unit: DepthUnit = resolve_depth_unit(depth_unit)
+        self.depth_unit: DepthUnit | Literal["auto"] = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size
         self.run_model: ModelRunner = self.model
@@ -115,6 +127,8 @@ class Segmenter:
                 retain_freed_memory()
         if prepare_model is not None:
             self.run_model = prepare_model(self.run_model)
+        self.max_pixels = max_pixels
+        self.memory_available = available_memory(self.device) if max_pixels is not None else None  # the guard's budget
 
     @classmethod
     def from_weights(cls, weights: PathLike, model_name: str | None = None, **kwargs: object) -> Segmenter:
@@ -131,16 +145,19 @@ class Segmenter:
         """Whether the second input is metric depth (given in ``depth_unit``) rather than an image as stored."""
         return self.input_spec.x.encoding == "metric_mm"
 
-    def depth_in_mm(self, depth: np.ndarray, source: str = "depth") -> np.ndarray:
-        """A depth map in this segmenter's ``depth_unit``, checked and converted to float32 millimetres."""
-        return depth_to_mm(depth, self.depth_unit, source)
+    def depth_in_mm(
+        self, depth: np.ndarray, source: str = "depth", depth_unit: DepthUnitLike | None = None
+    ) -> np.ndarray:
+        """A depth map in ``depth_unit`` (default: the segmenter's), checked and converted to float32 millimetres."""
+        return depth_to_mm(depth, self.depth_unit if depth_unit is None else depth_unit, source)
 
-    def stored_x(self, x: np.ndarray, source: str = "x") -> np.ndarray:
+    def stored_x(self, x: np.ndarray, source: str = "x", depth_unit: DepthUnitLike | None = None) -> np.ndarray:
         """The second input checked and converted to the stored values the input spec normalises, (H, W, C):
-        millimetres for metric depth, else the modality's image with the declared dtype and channels."""
+        millimetres for metric depth (in ``depth_unit``, default: the segmenter's), else the modality's image with
+        the declared dtype and channels."""
         spec = self.input_spec.x
         if self.x_is_depth:
-            return self.depth_in_mm(x, source)[:, :, None]
+            return self.depth_in_mm(x, source, depth_unit)[:, :, None]
         expected = ENCODINGS[spec.encoding]
         x = np.asarray(x)
         x = x[:, :, None] if x.ndim == 2 else x
@@ -152,32 +169,89 @@ class Segmenter:
             )
         return x
 
-    def x_picture(self, x: np.ndarray, source: str = "x") -> np.ndarray:
+    def x_picture(self, x: np.ndarray, source: str = "x", depth_unit: DepthUnitLike | None = None) -> np.ndarray:
         """The second input as an (H, W, 3) uint8 picture for panels: depth as a colour map, else as stored."""
         if self.x_is_depth:
-            return depth_colormap(self.depth_in_mm(x, source))
+            return depth_colormap(self.depth_in_mm(x, source, depth_unit))
         return modality_picture(self.stored_x(x, source))
 
     def _network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The H×W the network runs at for a frame of ``height``×``width`` under the size policy."""
+        multiple, min_size = self.model.input_multiple, self.input_spec.min_size
+        if self.size_policy == "pad":
+            return valid_size(height, multiple, min_size), valid_size(width, multiple, min_size)
         if self.input_size is not None:
             return self.input_size
-        multiple, min_size = self.model.input_multiple, self.input_spec.min_size
         nearest = (min(nearest_multiples(side, multiple), key=lambda v: abs(v - side)) for side in (height, width))
         return tuple(max(side, valid_size(min_size, multiple)) for side in nearest)
 
-    def _inputs(self, rgbs: Sequence[np.ndarray], xs: Sequence[np.ndarray], sources: Sequence[str]) -> tuple:
+    def _frames_per_run(self, height: int, width: int, source: str, return_logits: bool) -> int | None:
+        """How many frames of this size fit in memory at once (None: no bound known); refuses, before anything is
+        allocated, an empty frame and one over ``max_pixels`` or over the memory free at the start."""
+        if height == 0 or width == 0:
+            raise ValueError(
+                f"{source}: the frame is empty ({height}×{width}, H×W): there is nothing to segment; check the file "
+                "or the crop that produced it"
+            )
+        if self.max_pixels is None:
+            return None
+        network_h, network_w = self._network_size(height, width)
+        pixels, name = network_h * network_w, self.model.model_name
+        need = estimate_bytes(name, self.model.num_classes, pixels, height * width, return_logits)
+        budget = self.memory_available
+        if pixels <= self.max_pixels and (need is None or budget is None or need <= budget):
+            return None if need is None or budget is None else budget // need
+        estimate = (
+            f"about {format_bytes(need)} (measured for {name}, fp32)" if need else f"an unmeasured amount ({name})"
+        )
+        if pixels > self.max_pixels:
+            reason = (
+                f"{pixels:,} pixels at the network size {network_h}×{network_w} exceed max_pixels = "
+                f"{self.max_pixels:,}, and it would need {estimate}"
+            )
+        else:
+            reason = f"it would need {estimate}, but {format_bytes(budget)} were free when the segmenter started"
+        smaller = (
+            "a smaller input_size (--input-size H W) or a downscaled frame"
+            if self.size_policy == "resize"
+            else "size_policy='resize' with input_size=(H, W) (--size-policy resize --input-size H W), which runs "
+            "the network at that size and resizes the labels back"
+        )
+        raise FrameTooLargeError(
+            f"{source}: the {height}×{width} frame (H×W) is too large: {reason}. Use {smaller}, or raise max_pixels "
+            "(--max-pixels N; 0 lifts the guard)"
+        )
+
+    def _runs(
+        self, by_size: Mapping[tuple[int, ...], list[int]], sources: Sequence[str], return_logits: bool
+    ) -> list[list[int]]:
+        """Indices of the frames that run together: one size each, as many as fit; every size is checked first."""
+        runs = []
+        for shape, indices in by_size.items():
+            step = self._frames_per_run(*shape[:2], sources[indices[0]], return_logits) if len(shape) == 3 else None
+            step = step or len(indices)
+            runs += [indices[start : start + step] for start in range(0, len(indices), step)]
+        return runs
+
+    def _inputs(
+        self,
+        rgbs: Sequence[np.ndarray],
+        xs: Sequence[np.ndarray],
+        sources: Sequence[str],
+        depth_unit: DepthUnitLike | None,
+    ) -> tuple:
         """Check, convert and normalise same-size frames into a batch on the device."""
         rgb_batch, x_batch = [], []
         for rgb_frame, x_frame, source in zip(rgbs, xs, sources, strict=True):
             rgb = np.asarray(rgb_frame)
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
                 raise ValueError(f"{source}: rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-            x = self.stored_x(x_frame, source)
+            x = self.stored_x(x_frame, source, depth_unit)
             if x.shape[:2] != rgb.shape[:2]:
                 raise ValueError(
-                    f"{source}: {self.input_spec.x.name} {x.shape[1]}×{x.shape[0]} and RGB {rgb.shape[1]}×"
-                    f"{rgb.shape[0]} differ in size; register the {self.input_spec.x.name} map to the colour camera "
-                    "(or resize it with nearest interpolation) so that pixels correspond"
+                    f"{source}: {self.input_spec.x.name} {x.shape[0]}×{x.shape[1]} and RGB {rgb.shape[0]}×"
+                    f"{rgb.shape[1]} (H×W) differ in size; register the {self.input_spec.x.name} map to the colour "
+                    "camera (or resize it with nearest interpolation) so that pixels correspond"
                 )
             rgb_batch.append(torch.tensor(rgb).permute(2, 0, 1))  # a copy: Pillow arrays are read-only
             x_batch.append(torch.tensor(x).permute(2, 0, 1))
@@ -203,10 +277,17 @@ class Segmenter:
             return logits[..., :height, :width]
         return resize(logits, (height, width))
 
-    def predict(self, rgb: np.ndarray, x: np.ndarray, *, return_logits: bool = False) -> Prediction:
-        """Segment one frame: ``rgb`` (H, W, 3) uint8 and the second input ``x`` (depth (H, W) in ``depth_unit``, or
-        the input spec's modality as stored)."""
-        return self.predict_batch([rgb], [x], return_logits=return_logits)[0]
+    def predict(
+        self,
+        rgb: np.ndarray,
+        x: np.ndarray,
+        *,
+        return_logits: bool = False,
+        depth_unit: DepthUnitLike | None = None,
+    ) -> Prediction:
+        """Segment one frame: ``rgb`` (H, W, 3) uint8 and the second input ``x`` (depth (H, W) in ``depth_unit``, by
+        default the segmenter's, or the input spec's modality as stored)."""
+        return self.predict_batch([rgb], [x], return_logits=return_logits, depth_unit=depth_unit)[0]
 
     def predict_batch(
         self,
@@ -215,8 +296,10 @@ class Segmenter:
         *,
         return_logits: bool = False,
         sources: Sequence[str] | None = None,
+        depth_unit: DepthUnitLike | None = None,
     ) -> list[Prediction]:
-        """Segment several frames; frames of equal size run as one batch. ``sources`` name them in errors."""
+        """Segment several frames; frames of equal size run as one batch. ``sources`` name them in errors;
+        ``depth_unit`` (default: the segmenter's) is what their depth maps hold."""
         if len(rgbs) != len(xs):
             raise ValueError(f"{len(rgbs)} RGB images but {len(xs)} {self.input_spec.x.name} maps")
         sources = sources or [f"frame {i}" for i in range(len(rgbs))]
@@ -225,8 +308,10 @@ class Segmenter:
             by_size.setdefault(np.shape(rgb), []).append(index)
         predictions: list[Prediction | None] = [None] * len(rgbs)
         label_dtype = np.uint8 if self.model.num_classes < 256 else np.uint16
-        for indices in by_size.values():
-            rgb, x = self._inputs([rgbs[i] for i in indices], [xs[i] for i in indices], [sources[i] for i in indices])
+        for indices in self._runs(by_size, sources, return_logits):
+            rgb, x = self._inputs(
+                [rgbs[i] for i in indices], [xs[i] for i in indices], [sources[i] for i in indices], depth_unit
+            )
             logits = self._logits(rgb, x)
             labels = (logits.argmax(1) + 1).to("cpu", torch.int32).numpy().astype(label_dtype)
             cpu_logits = logits.cpu().numpy() if return_logits else None

@@ -1,13 +1,16 @@
-"""Pictures of predictions with numpy + Pillow only: palette label PNGs, overlays, depth colour maps, panels."""
+"""Pictures of predictions with numpy + Pillow only: palette label PNGs, overlays, depth colour maps, panels and
+their legends."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
+from ..classes import ClassSet
 from ..io import atomic_write_path
 
 _TURBO_COEFFICIENTS = np.array(
@@ -96,6 +99,50 @@ def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
 def prediction_panel(rgb: np.ndarray, x_picture: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """RGB | second modality (e.g. :func:`depth_colormap`) | prediction colours, one row."""
     return side_by_side(rgb, x_picture, colorize_labels(labels, palette))
+
+
+def legend_entries(labels: np.ndarray, class_set: ClassSet) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """(label, name, colour) of every label present in ``labels``, in label order; void (0) is named "void"."""
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=len(class_set.palette))
+    if len(counts) > len(class_set.palette):
+        raise ValueError(
+            f"label {len(counts) - 1} has no colour: {class_set.name} has {len(class_set.palette)} entries"
+        )
+    names = ("void", *class_set.names)
+    return [(int(label), names[label], class_set.palette[label]) for label in np.flatnonzero(counts)]
+
+
+def legend(labels: np.ndarray, class_set: ClassSet, height: int) -> np.ndarray:
+    """A white (≥ ``height``, W, 3) strip that lists the classes present in ``labels``: a swatch of each colour beside
+    its name, in label order, in as many columns as ``height`` needs; the text scales with ``height``."""
+    entries = legend_entries(labels, class_set)
+    size = min(max(height // 32, 10), 28)
+    font = ImageFont.load_default(size=size)
+    margin, row = size // 2, size + size // 2
+    per_column = max(1, (height - 2 * margin) // row)
+    columns = [entries[start : start + per_column] for start in range(0, len(entries), per_column)]
+    widths = [3 * margin + size + math.ceil(max(font.getlength(name) for _, name, _ in column)) for column in columns]
+    strip = Image.new("RGB", (sum(widths), max(height, 2 * margin + min(len(entries), per_column) * row)), "white")
+    draw = ImageDraw.Draw(strip)
+    _, ink_top, _, ink_bottom = font.getbbox("Ag")
+    left, text_offset = 0, (size - ink_top - ink_bottom) // 2  # centres the text on its swatch
+    for column, width in zip(columns, widths, strict=True):
+        for index, (_, name, colour) in enumerate(column):
+            top = margin + index * row
+            draw.rectangle((left + margin, top, left + margin + size - 1, top + size - 1), fill=colour)
+            draw.text((left + 2 * margin + size, top + text_offset), name, fill="black", font=font)
+        left += width
+    return np.asarray(strip)
+
+
+def add_legend(image: np.ndarray, labels: np.ndarray, class_set: ClassSet) -> np.ndarray:
+    """``image`` (an overlay or a panel) with the :func:`legend` of ``labels`` on its right, so that a reader can tell
+    which colour is which class; a short image is padded with white below."""
+    if not np.asarray(labels).size:
+        return image
+    strip = legend(labels, class_set, image.shape[0])
+    image = np.pad(image, ((0, strip.shape[0] - image.shape[0]), (0, 0), (0, 0)), constant_values=255)
+    return side_by_side(image, strip)
 
 
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}

@@ -78,7 +78,7 @@ def _build(
     for part, path in (backbone_weights or {}).items():
         load_backbone_weights(model, path, part)
     if state is not None:
-        load_weights(model, state, strict=strict)
+        load_weights(model, state, strict=strict, name=str(weights))
     if metadata is not None:
         model.use_input_spec(metadata.input_spec)
     model.freeze_declared()

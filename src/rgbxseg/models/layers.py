@@ -144,9 +144,14 @@ def valid_size(side: int, multiple: int, min_size: int = 1) -> int:
 
 def check_spatial_size(h: int, w: int, multiple: int, model_name: str, min_size: int = 1) -> None:
     """Raise :class:`InputSizeError` naming the nearest valid sizes when H or W is not a multiple of ``multiple`` or
-    is below ``min_size``."""
+    is below ``min_size`` (an empty input has none: it is named as such)."""
     if h % multiple == 0 and w % multiple == 0 and min(h, w) >= max(min_size, 1):
         return
+    if min(h, w) < 1:
+        raise InputSizeError(
+            f"{model_name} got an empty input ({h}×{w}, H×W): there are no pixels to segment; check how the image was "
+            "read or cropped."
+        )
     fix = (
         f"pad it with rgbxseg.models.pad_to_multiple(x, {multiple}{f', min_size={min_size}' if min_size > 1 else ''}) "
         "and crop the logits back (rgbxseg.Segmenter does this for you)"

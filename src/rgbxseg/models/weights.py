@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize_safetensors
 
 from ..classes import CLASS_SETS, ClassSet, voc_palette
 from ..io import atomic_write_path, file_digest
@@ -78,8 +79,9 @@ class LoadReport:
     def complete(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
-    def describe(self, limit: int = 20) -> str:
-        lines = [f"{self.source}: {len(self.loaded)} tensors ({self.loaded_params:,} values) fit the model"]
+    def describe(self, limit: int = 20, separator: str = "\n  ") -> str:
+        """What fit and what did not, a line for each kind of problem (``separator="; "``: all on one line)."""
+        parts = [f"{self.source}: {len(self.loaded)} tensors ({self.loaded_params:,} values) fit the model"]
         for title, items in (
             ("missing from the checkpoint", self.missing),
             ("unexpected in the checkpoint", self.unexpected),
@@ -87,17 +89,40 @@ class LoadReport:
         ):
             if items:
                 shown = ", ".join(items[:limit]) + (f", … (+{len(items) - limit} more)" if len(items) > limit else "")
-                lines.append(f"  {len(items)} {title}: {shown}")
-        return "\n".join(lines)
+                parts.append(f"{len(items)} {title}: {shown}")
+        return separator.join(parts)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
 
 
-def _is_safetensors(path: Path) -> bool:
+def _head(path: Path) -> bytes:
+    """The first bytes, which tell the formats apart (the suffix does not: torch.load hands any ``.safetensors`` name
+    to safetensors, whatever the content)."""
     with path.open("rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and int.from_bytes(head[:8], "little") < path.stat().st_size and head[8:9] == b"{"
+        return f.read(9)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A little-endian header length (below 4 GiB: the upper bytes are zero) and the JSON header's ``{``; a file cut
+    short still counts, so that safetensors says how it is damaged."""
+    head = _head(path)
+    return head[4:8] == bytes(4) and head[8:9] == b"{"
+
+
+_TORCH_HEADS = (b"PK\x03\x04", b"\x80")
+"""torch.save's zip archive, and the pickle protocol opcode that starts the legacy format."""
+
+
+def _reason(err: BaseException) -> str:
+    """The first sentence of a library's message on one line (torch's run over paragraphs)."""
+    return " ".join(str(err).split()).split(". ")[0] or type(err).__name__
+
+
+def _damaged(path: Path, kind: str, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a readable {kind} ({_reason(err)}): it is truncated or corrupt; download or save it again"
+    )
 
 
 def _parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsMetadata | None:
@@ -116,7 +141,7 @@ def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
             state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
             raw = (f.metadata() or {}).get(_METADATA_KEY)
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+        raise _damaged(path, "safetensors file", err) from err
     return state, _parse_metadata(raw, path)
 
 
@@ -132,19 +157,29 @@ numpy's scalar constructor and the float64 dtype, which rebuild a number from by
 
 
 def read_torch_file(path: Path) -> Any:
-    """``torch.load`` of tensors, containers and numpy scalars only (``weights_only=True``), with errors that name the
-    file and the fix."""
-    try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    """``torch.load`` of tensors, containers and numpy scalars only (``weights_only=True``), with one-line errors that
+    name the file and the fix; a file that is no PyTorch file at all is refused before torch sees it."""
+    head = _head(path)
+    if not head.startswith(_TORCH_HEADS):
+        found = f"it starts with {head!r}" if head else "it is empty"
         raise CheckpointError(
-            f"{path} contains Python objects besides tensors, and unpickling them could run code, so rgbxseg "
-            f"refuses to. If you trust the file, re-save only its tensors once, e.g. "
-            f"`torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')`. ({err})"
+            f"{path}: neither a safetensors file nor a PyTorch checkpoint ({found}); give the weights file itself "
+            "(.safetensors, .pth, .pt), or download or save it again if it is damaged"
+        )
+    try:
+        with path.open("rb") as f, torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        code = re.search(r"GLOBAL (\S+)", str(err))
+        if code is None:
+            raise _damaged(path, "PyTorch checkpoint", err) from err
+        raise CheckpointError(
+            f"{path} contains Python objects besides tensors ({code[1]}), and unpickling them could run code, so "
+            f"rgbxseg refuses to. If you trust the file, re-save only its tensors once, e.g. "
+            f"`torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')`"
         ) from err
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+    except (RuntimeError, EOFError, ValueError, IndexError, struct.error) as err:  # what torch raises for cut files
+        raise _damaged(path, "PyTorch checkpoint", err) from err
 
 
 def _unwrap_container(obj: Any, path: Path, use_ema: bool) -> tuple[Mapping[str, Any], Any]:
@@ -188,8 +223,8 @@ def check_model_name(metadata: WeightsMetadata | None, model_name: str, source: 
     """Refuse weights whose metadata names another registered model."""
     if metadata is not None and metadata.model != model_name:
         raise CheckpointMismatchError(
-            f"{source} holds weights of {metadata.model!r}, not {model_name!r}; "
-            f"build it with rgbxseg.create_model({metadata.model!r}, weights=...)"
+            f"{source} holds weights of {metadata.model!r}, not {model_name!r}; build it with "
+            f"rgbxseg.create_model({metadata.model!r}, weights=...), or leave out --model: the file names its model"
         )
 
 
@@ -247,14 +282,16 @@ def load_weights(
     *,
     strict: bool = True,
     use_ema: bool = False,
+    name: str = "state dict",
 ) -> LoadReport:
     """Load a checkpoint (path or state dict) into ``model``.
 
     ``strict=True`` (default) raises :class:`CheckpointMismatchError` listing every missing, unexpected and
     mis-shaped key, and loads nothing. ``strict=False`` loads the tensors that fit and returns the report.
+    ``name`` is what messages call a state dict (e.g. the file it was read from).
     """
     if isinstance(source, Mapping):
-        state, metadata, name = dict(source), None, "state dict"
+        state, metadata = dict(source), None
     else:
         state, metadata = read_checkpoint(source, use_ema=use_ema)
         name = str(source)
@@ -264,8 +301,8 @@ def load_weights(
     report = compare_state_dict(model, state, name)
     if strict and not report.complete:
         raise CheckpointMismatchError(
-            report.describe() + "\nNothing was loaded. Check the model name and num_classes, or pass strict=False "
-            "to load only the tensors that fit."
+            report.describe(limit=5, separator="; ") + f". Nothing was loaded into {model.model_name}: check the "
+            "model name (--model) and num_classes, or pass strict=False to load only the tensors that fit"
         )
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
     return report
@@ -309,7 +346,8 @@ def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -
     report.missing = [k for k in report.missing if mapping.covers.match(k)]
     if not report.complete:
         raise CheckpointMismatchError(
-            report.describe() + f"\nExpected {expected} matching {model.model_name}. Nothing was loaded."
+            report.describe(limit=5, separator="; ") + f". Expected {expected} matching {model.model_name}. "
+            "Nothing was loaded."
         )
     model.load_state_dict(mapped, strict=False)
     return report
@@ -327,6 +365,10 @@ def save_weights(model: SegmentationModel, path: PathLike, metadata: WeightsMeta
             f"but the model is {model.model_name} with {model.num_label_classes}"
         )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_write_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(metadata.to_dict()), "format": "pt"})
+    # serialised here and written by Python: safetensors' own writer makes a mode-0600 file and reports a full disk
+    # as a SafetensorError; this way the file gets the umask's mode like every other output, and a failed write is an
+    # OSError that names the file
+    data = serialize_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(metadata.to_dict()), "format": "pt"})
+    with atomic_write_path(path, size=len(data)) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
