@@ -46,10 +46,10 @@ def test_sample_is_normalised_from_the_stored_files(prepared: Path) -> None:
     dataset = RGBXDataset(prepared, split="test", input_spec=ASYMFORMER_NYUV2_EVAL)
     sample = dataset[1]
     stem = dataset.ids[1]
-    rgb = _png(prepared / "rgb" / f"{stem}.png").astype(np.float32) / 255
+    bgr = _png(prepared / "rgb" / f"{stem}.png")[..., ::-1].astype(np.float32) / 255  # the spec feeds B, G, R
     rgb_norm = ASYMFORMER_NYUV2_EVAL.rgb.normalization
     mean, std = np.array(rgb_norm.mean), np.array(rgb_norm.std)
-    expected_rgb = ((rgb - mean) / std).transpose(2, 0, 1)
+    expected_rgb = ((bgr - mean) / std).transpose(2, 0, 1)
     depth = _png(prepared / "depth" / f"{stem}.png").astype(np.float32) / 1000
     assert sample["id"] == stem == "test_00001"
     assert sample["rgb"].dtype == torch.float32 and torch.allclose(

@@ -95,6 +95,10 @@ def encoding(name: str) -> Encoding:
         raise ValueError(f"unknown modality encoding {name!r}; known: {', '.join(sorted(ENCODINGS))}") from None
 
 
+CHANNEL_ORDERS = ("rgb", "bgr")
+"""How a network takes the colour channels of an ``rgb`` input (:attr:`ModalityInput.channel_order`)."""
+
+
 @dataclass(frozen=True)
 class ModalityInput:
     """One input of a network: which modality feeds it, how its values are stored, how they are normalised.
@@ -104,14 +108,23 @@ class ModalityInput:
         encoding: a key of :data:`ENCODINGS`: what the stored values mean.
         channels: channels the network takes; a 1-channel encoding is tiled when the network takes 3.
         normalization: applied to the stored values (one mean/std for all channels, or one per network channel).
+        channel_order: the order in which the network takes the colour channels of an ``rgb`` input: ``"rgb"``, or
+            ``"bgr"`` for weights trained on OpenCV's B, G, R arrays (the released AsymFormer checkpoint). Stored
+            images are always R, G, B; the means and stds are per network channel, i.e. in this order.
     """
 
     name: str
     encoding: str
     channels: int
     normalization: ChannelNormalization
+    channel_order: str = "rgb"
 
     def __post_init__(self) -> None:
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"input {self.name!r}: channel_order must be one of {CHANNEL_ORDERS}, got "
+                             f"{self.channel_order!r}")  # fmt: skip
+        if self.channel_order != "rgb" and (self.encoding != "rgb" or self.channels != 3):
+            raise ValueError(f"input {self.name!r}: only a 3-channel rgb input has a channel order")
         stored = encoding(self.encoding).channels
         if stored not in (self.channels, 1):
             raise ValueError(
@@ -131,14 +144,17 @@ class ModalityInput:
         """(…, stored channels, H, W) stored values → (…, channels, H, W) normalised float32."""
         if values.shape[-3] != self.channels:
             values = values.expand(*values.shape[:-3], self.channels, *values.shape[-2:])
+        if self.channel_order == "bgr":
+            values = values.flip(-3)
         return self.normalization.apply(values)
 
     def describe(self) -> str:
         norm = self.normalization
         tiled = f", tiled from {self.stored_channels}" if self.stored_channels != self.channels else ""
+        order = ", fed as B, G, R" if self.channel_order == "bgr" else ""
         return (
             f"{self.name}: {self.encoding} ({encoding(self.encoding).description}), {self.channels} "
-            f"channel{'s' if self.channels > 1 else ''}{tiled}, "
+            f"channel{'s' if self.channels > 1 else ''}{tiled}{order}, "
             f"(x / {norm.divisor:g} − mean {list(norm.mean)}) / std {list(norm.std)}"
         )
 
@@ -148,6 +164,7 @@ class ModalityInput:
             "encoding": self.encoding,
             "channels": self.channels,
             "normalization": self.normalization.to_dict(),
+            "channel_order": self.channel_order,
         }
 
     @classmethod
@@ -157,6 +174,7 @@ class ModalityInput:
             str(data["encoding"]),
             int(data["channels"]),
             ChannelNormalization.from_dict(data["normalization"]),
+            str(data.get("channel_order", "rgb")),  # files written before channel orders hold R, G, B networks
         )
 
 

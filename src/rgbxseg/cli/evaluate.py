@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, VOID_PREDICTIONS, evaluate_weights
+from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, MULTI_SCALE_OF, VOID_PREDICTIONS, evaluate_weights
+from ..engine.metrics import ABSENT_CLASSES
+from ..inputs import CHANNEL_ORDERS
 from ..io import refuse_existing
 from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments, parse_size
@@ -20,11 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--protocol",
         choices=sorted(EVAL_PROTOCOLS),
         default="default",
-        help="a published protocol to start from: asymformer-ms (×1.0, 1.2, 1.4, logits summed), geminifusion "
-        "(shorter side 480 rounded up to 32, bicubic logits), dplnet-ms (×0.5…1.5 floored to 32, flips, softmax "
-        "summed); the options below change it",
+        help="a published protocol to start from: asymformer-ms (×1.0, 1.2, 1.4, logits summed), asymformer-official "
+        "(the 2023 eval.py exactly: frames at 480×640, absent classes 0; with --multi-scale MS5_eval.py), "
+        "geminifusion (shorter side 480 rounded up to 32, bicubic logits), dplnet-ms (×0.5…1.5 floored to 32, flips, "
+        "softmax summed); the options below change it",
     )
-    parser.add_argument("--multi-scale", action="store_true", help="the same as --protocol asymformer-ms")
+    parser.add_argument(
+        "--multi-scale",
+        action="store_true",
+        help="the same as --protocol asymformer-ms; with --protocol asymformer-official: asymformer-official-ms",
+    )
     parser.add_argument("--scales", type=float, nargs="+", help="general input scales")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
     parser.add_argument("--fusion", choices=("logits", "softmax"), help="what is summed over runs")
@@ -48,6 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input-spec", choices=sorted(INPUT_SPECS), help="another registered input convention for the weights"
     )
+    parser.add_argument(
+        "--absent-classes",
+        choices=ABSENT_CLASSES,
+        help="classes without a score (absent from prediction and labels): skip them in the means (default) or count "
+        "them as 0 (the official AsymFormer metric)",
+    )
+    parser.add_argument(
+        "--channel-order",
+        choices=CHANNEL_ORDERS,
+        help="feed the colour channels in this order instead of the weights' (e.g. to check which order a "
+        "checkpoint without metadata was trained on)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -64,7 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     refuse_existing(args.json, args.confusion, overwrite=args.overwrite)
-    base = EVAL_PROTOCOLS["asymformer-ms" if args.multi_scale else args.protocol]
+    if args.multi_scale and args.protocol not in MULTI_SCALE_OF:
+        raise ValueError(f"--multi-scale is for --protocol {' or '.join(MULTI_SCALE_OF)}; {args.protocol} has its own "
+                         "scales (change them with --scales)")  # fmt: skip
+    base = EVAL_PROTOCOLS[MULTI_SCALE_OF[args.protocol] if args.multi_scale else args.protocol]
     changes = {
         "scales": tuple(args.scales) if args.scales else None,
         "flip": args.flip or None,
@@ -74,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         "shorter_side": args.shorter_side,
         "logit_upsampling": args.logit_upsampling,
         "void_predictions": args.void_predictions,
+        "absent_classes": args.absent_classes,
     }
     protocol = replace(base, **{key: value for key, value in changes.items() if value is not None})
     report = evaluate_weights(
         args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol, output=args.output,
-        x_modality=args.x_modality, label_set=args.label_set, input_spec=args.input_spec, device=args.device,
+        x_modality=args.x_modality, label_set=args.label_set, input_spec=args.input_spec,
+        channel_order=args.channel_order, device=args.device,
         batch_size=args.batch_size, workers=args.workers, json_path=args.json, confusion_png=args.confusion,
         progress=not args.quiet,
     )  # fmt: skip

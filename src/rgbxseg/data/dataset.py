@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def _declared_input(meta: DatasetMeta, name: str, spec: InputSpec, channels: int
     try:
         known = spec.for_modality(name, stored.encoding)
         if known is not None:
-            return ModalityInput(name, stored.encoding, channels or known.channels, known.normalization)
+            return replace(known, name=name, encoding=stored.encoding, channels=channels or known.channels)
         if stored.channel_normalization is None:
             raise ValueError(f"{stored.encoding} modality {name!r} declares no normalisation and {spec.name} has none")
         return ModalityInput(name, stored.encoding, channels or stored.channels, stored.channel_normalization)

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ from ..data.layout import read_meta
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
 from ..models.base import SegmentationModel
-from ..models.layers import pad_to_multiple
+from ..models.layers import pad_to_multiple, resize_bilinear_mirrored
 from ..models.registry import get_input_spec
 from ..runtime import resolve_device
-from .metrics import ConfusionMatrix, SegmentationMetrics
+from .metrics import ABSENT_CLASSES, ConfusionMatrix, SegmentationMetrics
 from .plots import plot_confusion_matrix
 
 Segmenter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -69,6 +69,16 @@ class EvalProtocol:
             scores (softmax fusion then normalises over the classes alone), so every labelled pixel is scored
             (rgbxseg's metric); ``"dropped"`` lets it compete and leaves out the pixels where it wins — the official
             DPLNet metric, which deletes the void row and column of its confusion matrix (slightly optimistic).
+        frame_size: resize every frame (inputs and labels) to this (H, W) first and score it there (the official
+            AsymFormer scripts: 480×640), with ``frame_resampling``: ``"cv2"`` (``eval.py``'s ``cv2.resize``, whose
+            interpolation argument lands in ``dst``: bilinear for image, depth and labels, labels rounded) or
+            ``"skimage"`` (``MS5_eval.py``: image bilinear with mirrored edges, depth and labels nearest pixel
+            centre). Neither smooths before shrinking, as skimage would for frames larger than ``frame_size``.
+        sizes: fixed (H, W) input sizes instead of ``scales`` (``MS5_eval.py``: 480×640, 576×768, 672×896).
+        input_edges: edges of the bilinear input scaling: ``"clamp"`` (torch) or ``"mirror"`` (skimage's
+            ``mode="reflect"``).
+        absent_classes: ``"skip"`` leaves classes without a score out of the means (rgbxseg's metric), ``"zero"``
+            counts them as 0 (the official AsymFormer metric, a mean over all classes).
     """
 
     scales: tuple[float, ...] = (1.0,)
@@ -85,6 +95,11 @@ class EvalProtocol:
     inputs_align_corners: bool = False
     fuse_after_resize: bool = False
     void_predictions: str = "never"
+    frame_size: tuple[int, int] | None = None
+    frame_resampling: str = "cv2"
+    sizes: tuple[tuple[int, int], ...] | None = None
+    input_edges: str = "clamp"
+    absent_classes: str = "skip"
 
     def __post_init__(self) -> None:
         if self.fusion not in _SCORE_FUSIONS:
@@ -103,6 +118,36 @@ class EvalProtocol:
             raise ValueError(f"x_interpolation must be one of {X_INTERPOLATION}, got {self.x_interpolation!r}")
         if self.void_predictions not in VOID_PREDICTIONS:
             raise ValueError(f"void_predictions must be one of {VOID_PREDICTIONS}, got {self.void_predictions!r}")
+        for name, value, choices in (
+            ("frame_resampling", self.frame_resampling, FRAME_RESAMPLING),
+            ("input_edges", self.input_edges, INPUT_EDGES),
+            ("absent_classes", self.absent_classes, ABSENT_CLASSES),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if self.frame_size is not None and self.shorter_side is not None:
+            raise ValueError("frame_size and shorter_side both set the evaluation size; give one")
+
+    def input_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The (H, W) of each run of a frame of ``height`` × ``width``: the fixed ``sizes``, or one per scale."""
+        if self.sizes is not None:
+            return [tuple(size) for size in self.sizes]  # type: ignore[misc]
+        return [self.scaled_size(height, width, scale) for scale in self.scales]
+
+    def scale_inputs(
+        self, rgb: torch.Tensor, x: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rgb`` and ``x`` at ``size`` with this protocol's interpolation and edges."""
+        if tuple(rgb.shape[-2:]) == tuple(size):
+            return rgb, x
+
+        def bilinear(t: torch.Tensor) -> torch.Tensor:
+            if self.input_edges == "mirror":
+                return resize_bilinear_mirrored(t, size)
+            return F.interpolate(t, size=size, mode="bilinear", align_corners=self.inputs_align_corners)
+
+        x = bilinear(x) if self.x_interpolation == "bilinear" else F.interpolate(x, size, mode=self.x_interpolation)
+        return bilinear(rgb), x
 
     def scaled_size(self, height: int, width: int, scale: float) -> tuple[int, int]:
         """The (H, W) of an input scaled by ``scale``: rounded, or floored to a multiple of ``size_floor``."""
@@ -113,6 +158,8 @@ class EvalProtocol:
 
     def evaluation_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) at which a frame of ``height`` × ``width`` is evaluated."""
+        if self.frame_size is not None:
+            return tuple(self.frame_size)  # type: ignore[return-value]
         if self.shorter_side is None:
             return height, width
         scale = self.shorter_side / min(height, width)
@@ -122,7 +169,10 @@ class EvalProtocol:
     def resize_inputs(
         self, rgb: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs and labels at :meth:`evaluation_size`, in the official two steps (shorter side, then the multiple)."""
+        """Inputs and labels (void 0) at :meth:`evaluation_size`: ``frame_size`` resampled as declared, or the
+        official two steps of ``shorter_side`` (shorter side, then the multiple)."""
+        if self.frame_size is not None:
+            return self._resize_frame(rgb, x, labels)
         if self.shorter_side is None:
             return rgb, x, labels
         height, width = rgb.shape[-2:]
@@ -134,17 +184,35 @@ class EvalProtocol:
                 labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
         return rgb, x, labels
 
+    def _resize_frame(
+        self, rgb: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        size = tuple(self.frame_size)  # type: ignore[arg-type]
+        if tuple(rgb.shape[-2:]) == size:
+            return rgb, x, labels
+        stored = labels[:, None].to(torch.float64)
+        if self.frame_resampling == "cv2":
+            rgb, x, stored = (F.interpolate(t, size, mode="bilinear", align_corners=False) for t in (rgb, x, stored))
+            stored = stored.round()  # cv2 rounds to the nearest integer (ties to even)
+        else:
+            rgb = resize_bilinear_mirrored(rgb, size)
+            x, stored = (F.interpolate(t, size=size, mode="nearest-exact") for t in (x, stored))
+        return rgb, x, stored[:, 0].long()
+
     def describe(self) -> dict:
         return asdict(self)
 
 
 LOGIT_UPSAMPLING = ("bilinear", "bicubic")
-X_INTERPOLATION = ("nearest", "bilinear")
+X_INTERPOLATION = ("nearest", "nearest-exact", "bilinear")
+FRAME_RESAMPLING = ("cv2", "skimage")
+INPUT_EDGES = ("clamp", "mirror")
 VOID_PREDICTIONS = ("never", "dropped")
 
 SINGLE_SCALE = EvalProtocol()
 OFFICIAL_MULTI_SCALE = EvalProtocol(scales=(1.0, 1.2, 1.4), align_corners=True)
-"""The AsymFormer ``MS5_eval.py`` protocol behind the 55.3 mIoU: ×1.0, 1.2, 1.4, raw logits summed, no flip."""
+"""Our form of AsymFormer's multi-scale protocol: ×1.0, 1.2, 1.4 at each frame's own resolution with torch resizing,
+raw logits summed, no flip; :data:`ASYMFORMER_OFFICIAL_MS` is ``MS5_eval.py`` exactly (behind the 55.3 mIoU)."""
 GEMINIFUSION_PROTOCOL = EvalProtocol(shorter_side=480, logit_upsampling="bicubic")
 """GeminiFusion's evaluation: single scale, shorter side 480 rounded up to a multiple of 32 (labels too), bicubic
 logit upsampling; score its ``ens`` output (the model's prediction)."""
@@ -161,12 +229,32 @@ DPLNET_MULTI_SCALE = EvalProtocol(
 """DPLNet's ``msc_evaluate`` (59.3 mIoU): ×0.5…1.5 with sizes floored to 32, RGB and depth bilinear
 (align_corners=True), plus flips; the softmax of each run's logits resized back, summed. Its single-scale 58.3 is
 the default protocol (NYUv2 test images are 480×640 already)."""
+ASYMFORMER_OFFICIAL = EvalProtocol(frame_size=(480, 640), frame_resampling="cv2", absent_classes="zero")
+"""The 2023 ``eval.py`` (54.1 mIoU with :data:`~rgbxseg.models.ASYMFORMER_NYUV2_EVAL`): every frame at 480×640
+(``cv2.resize``: bilinear for image, depth and labels), single scale, a mean IoU over all 40 classes."""
+ASYMFORMER_OFFICIAL_MS = EvalProtocol(
+    sizes=((480, 640), (576, 768), (672, 896)),
+    align_corners=True,
+    frame_size=(480, 640),
+    frame_resampling="skimage",
+    input_edges="mirror",
+    x_interpolation="nearest-exact",
+    absent_classes="zero",
+)
+"""The 2023 ``MS5_eval.py`` (55.3 mIoU with :data:`~rgbxseg.models.ASYMFORMER_RELEASE`): every frame at 480×640, then
+fixed 576×768 and 672×896 inputs resized from it with ``skimage.transform.resize`` (image bilinear with mirrored
+edges, depth nearest pixel centre), the raw logits of the larger two resized back bilinearly with
+``align_corners=True`` and summed with the 480×640 ones; a mean IoU over all 40 classes."""
 EVAL_PROTOCOLS = {
     "default": SINGLE_SCALE,
     "asymformer-ms": OFFICIAL_MULTI_SCALE,
+    "asymformer-official": ASYMFORMER_OFFICIAL,
+    "asymformer-official-ms": ASYMFORMER_OFFICIAL_MS,
     "geminifusion": GEMINIFUSION_PROTOCOL,
     "dplnet-ms": DPLNET_MULTI_SCALE,
 }
+MULTI_SCALE_OF = {"default": "asymformer-ms", "asymformer-official": "asymformer-official-ms"}
+"""The multi-scale protocol that ``rgbxseg eval --multi-scale`` gives with each ``--protocol``."""
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -232,13 +320,8 @@ def predict_scores(
         return F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=protocol.align_corners)
 
     total = None
-    for scale in protocol.scales:
-        size = protocol.scaled_size(h, w, scale)
-        r, d = rgb, x
-        if size != (h, w):
-            r = F.interpolate(rgb, size=size, mode="bilinear", align_corners=protocol.inputs_align_corners)
-            corners = {"align_corners": protocol.inputs_align_corners} if protocol.x_interpolation == "bilinear" else {}
-            d = F.interpolate(x, size=size, mode=protocol.x_interpolation, **corners)
+    for size in protocol.input_sizes(h, w):
+        r, d = protocol.scale_inputs(rgb, x, size)
         if protocol.fuse_after_resize:
             scores = fuse(back(run_raw(r, d)))
             if protocol.flip:
@@ -346,7 +429,7 @@ def evaluate(
         confusion.update(scores.argmax(1) - int(void_competes), labels, void_competes)  # a void win: −1, left out
     confusion.all_reduce()
     model.train(was_training)
-    metrics = confusion.compute(class_names)
+    metrics = confusion.compute(class_names, protocol.absent_classes)
     if progress:
         tqdm.write(f"evaluated {len(dataset)} samples in {time.perf_counter() - started:.1f} s")
     return metrics
@@ -376,6 +459,7 @@ def evaluate_weights(
     x_modality: str | None = None,
     label_set: str | None = None,
     input_spec: str | None = None,
+    channel_order: str | None = None,
     device: str = "auto",
     batch_size: int = 1,
     workers: int = 0,
@@ -389,11 +473,16 @@ def evaluate_weights(
     ``model_name`` (and optionally ``input_spec``, a registered convention such as ``asymformer_nyuv2_eval``).
     ``output`` scores another named output than the model's prediction; ``x_modality`` feeds another dataset modality
     of the same encoding (e.g. ``depth_raw``), or zeros (``"none"``; the default for weights trained that way).
-    Inference runs at each image's own resolution, padded to the model's multiple and cropped back.
+    ``channel_order`` (``"rgb"`` or ``"bgr"``) overrides the order in which the spec feeds the colour channels, to
+    find out which order a file without metadata was trained on. Inference runs at each image's own resolution (or
+    the protocol's), padded to the model's multiple and cropped back.
     """
     model = load_model(weights, model_name).to(resolve_device(device))
     if input_spec is not None:
         model.use_input_spec(get_input_spec(input_spec))
+    if channel_order is not None:
+        spec = model.input_spec
+        model.use_input_spec(replace(spec, rgb=replace(spec.rgb, channel_order=channel_order)))
     scored = output or model.prediction_output
     if scored not in model.outputs:
         raise ValueError(f"{model.model_name} has no output {scored!r}; its outputs: {', '.join(model.outputs)}")
@@ -426,7 +515,10 @@ def evaluate_weights(
         protocol={
             **protocol.describe(),
             "resolution": (
-                f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
+                f"every frame resized to {protocol.frame_size[0]}×{protocol.frame_size[1]} ({protocol.frame_resampling}"
+                " resampling, labels too), then"
+                if protocol.frame_size
+                else f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
                 "(labels nearest), then"
                 if protocol.shorter_side
                 else "native,"
@@ -435,7 +527,12 @@ def evaluate_weights(
             "scored_output": scored,
             "prediction_output": model.prediction_output,
             "void_logit": model.void_logit,
-            "void": "label 0 ignored; classes absent from prediction and ground truth excluded from the means"
+            "void": "label 0 ignored; "
+            + (
+                "classes without a score count as 0 in the means over all classes"
+                if protocol.absent_classes == "zero"
+                else "classes absent from prediction and ground truth excluded from the means"
+            )
             + (_VOID_LOGIT_NOTES[protocol.void_predictions] if model.void_logit else ""),
             "input_spec": spec.to_dict(),
             "x_modality": x_modality,

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+ABSENT_CLASSES = ("skip", "zero")
+"""How means treat classes without a score (:meth:`ConfusionMatrix.compute`)."""
 SCORE_UNITS = (
     "miou, pixel_accuracy, mean_accuracy, frequency_weighted_iou and the per-class iou and accuracy are fractions in "
     "[0, 1] (null: a class absent from prediction and ground truth); the console prints them as percent. "
@@ -20,8 +22,9 @@ SCORE_UNITS = (
 
 @dataclass(frozen=True)
 class SegmentationMetrics:
-    """Scores in [0, 1]. Per-class values are ``nan`` for classes absent from both prediction and ground truth;
-    means skip them (the official AsymFormer script would count such classes as 0)."""
+    """Scores in [0, 1]. Per-class values are ``nan`` for classes absent from both prediction and ground truth (no
+    IoU) or from the ground truth (no accuracy), and means skip them; computed with ``absent_classes="zero"`` they are
+    0 and counted, as the official AsymFormer script does."""
 
     miou: float
     pixel_accuracy: float
@@ -112,13 +115,20 @@ class ConfusionMatrix:
             dist.all_reduce(self.matrix)
             dist.all_reduce(self.void_predicted)
 
-    def compute(self, class_names: Sequence[str] | None = None) -> SegmentationMetrics:
+    def compute(self, class_names: Sequence[str] | None = None, absent_classes: str = "skip") -> SegmentationMetrics:
+        """The metrics of the counted pixels. ``absent_classes``: a class without labelled pixels has no accuracy,
+        and one absent from prediction and ground truth no IoU; ``"skip"`` leaves them out of the means (``nan``),
+        ``"zero"`` counts them as 0 over all K classes (the official AsymFormer and SegFormer-style scripts)."""
+        if absent_classes not in ABSENT_CLASSES:
+            raise ValueError(f"absent_classes must be one of {ABSENT_CLASSES}, got {absent_classes!r}")
         m = self.matrix.to(torch.float64).cpu()
         true_positive = m.diag()
         per_truth, per_prediction = m.sum(1), m.sum(0)
         union = per_truth + per_prediction - true_positive
         iou = torch.where(union > 0, true_positive / union.clamp(min=1), torch.nan)
         accuracy = torch.where(per_truth > 0, true_positive / per_truth.clamp(min=1), torch.nan)
+        if absent_classes == "zero":
+            iou, accuracy = iou.nan_to_num(0.0), accuracy.nan_to_num(0.0)
         total = per_truth.sum().item()
         frequency = per_truth / max(total, 1)
         names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(1, self.num_classes + 1))

@@ -1,7 +1,7 @@
 """Models: backbones, fusion blocks, decoders, one module per method, the registry and the checkpoints."""
 
 from . import asymformer, dplnet, geminifusion  # noqa: F401  (register the model families)
-from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_TRAIN, AsymFormer
+from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_RELEASE, ASYMFORMER_TRAIN, AsymFormer
 from .base import ParamGroupRule, SegmentationModel
 from .dplnet import DPLNet
 from .factory import create_model, load_model
@@ -31,6 +31,7 @@ from .weights import (
 
 __all__ = [
     "ASYMFORMER_NYUV2_EVAL",
+    "ASYMFORMER_RELEASE",
     "ASYMFORMER_TRAIN",
     "INPUT_SPECS",
     "MODELS",

@@ -49,15 +49,32 @@ ASYMFORMER_TRAIN = register_input_spec(
 """The AsymFormer training convention: RGB ``/255`` with ImageNet mean/std; depth in millimetres ``/1000``, then
 ``(d − 2.8424503515351494) / 0.9932836506164299``, invalid (0) pixels left unmasked. H and W multiples of 32."""
 
-ASYMFORMER_NYUV2_EVAL = register_input_spec(
+ASYMFORMER_RELEASE = register_input_spec(
     replace(
         ASYMFORMER_TRAIN,
-        name="asymformer_nyuv2_eval",
-        rgb=ModalityInput("rgb", "rgb", 3, ChannelNormalization(255.0, NYUV2_RGB_MEAN, NYUV2_RGB_STD)),
-        description="the official single-scale evaluation script (54.1 mIoU): NYUv2 RGB statistics",
+        name="asymformer_release",
+        rgb=replace(ASYMFORMER_TRAIN.rgb, channel_order="bgr"),
+        description="the released 2023 checkpoint as it was trained (and as MS5_eval.py scores it): the image's "
+        "channels in B, G, R order with the ImageNet statistics in that order; depth as asymformer_train",
     )
 )
-"""The convention of the official single-scale evaluation script (NYUv2 RGB statistics), behind the 54.1 mIoU."""
+"""How the released checkpoint was trained: the 2023 loader calls ``cv2.imread(path, cv2.COLOR_BGR2RGB)``, whose flag
+(4) means ``IMREAD_ANYCOLOR``, so the network saw OpenCV's B, G, R arrays of the package's PNGs. Loading that
+checkpoint (recognised by its 2023 key layout) applies this spec."""
+
+ASYMFORMER_NYUV2_EVAL = register_input_spec(
+    replace(
+        ASYMFORMER_RELEASE,
+        name="asymformer_nyuv2_eval",
+        rgb=ModalityInput(
+            "rgb", "rgb", 3, ChannelNormalization(255.0, NYUV2_RGB_MEAN, NYUV2_RGB_STD), channel_order="bgr"
+        ),
+        description="the official single-scale evaluation script eval.py (54.1 mIoU): B, G, R channels with its "
+        "NYUv2 RGB statistics",
+    )
+)
+"""The convention of the official single-scale evaluation script: the released checkpoint's B, G, R order with the
+statistics ``eval.py`` normalises with (its NYUv2 RGB mean/std, applied in that channel order), behind the 54.1."""
 
 
 class AsymStage(nn.Module):
@@ -150,6 +167,10 @@ class AsymFormer(SegmentationModel):
     def convert_checkpoint(self, state: StateDict) -> StateDict:
         return legacy_to_current(state)
 
+    def checkpoint_input_spec(self, state: StateDict) -> InputSpec | None:
+        """The released 2023 checkpoint (its ``SCC.conv1`` keys) was trained on B, G, R: :data:`ASYMFORMER_RELEASE`."""
+        return ASYMFORMER_RELEASE if any(_LEGACY_KEY.search(key) for key in state) else None
+
     def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
         return {
             "rgb": BackboneMapping(
@@ -188,6 +209,8 @@ _CURRENT_RENAMES = (
     (re.compile(r"^(down_sample_\d\.SCC\.)conv_bn\.0\."), r"\1conv1."),
     (re.compile(r"^(down_sample_\d\.SCC\.)conv_bn\.1\."), r"\1bn."),
 )
+_LEGACY_KEY = re.compile(r"(^|\.)down_sample_\d\.SCC\.conv1\.")
+"""A key only the 2023 released layout has."""
 _DECODER_PROJ = re.compile(r"^Decoder\.linear_c\d\.proj\.weight$")
 _ATTN_PROJ = re.compile(r"\.attn\.proj\.weight$")
 

@@ -299,6 +299,11 @@ class SegmentationModel(nn.Module):
         """Rename/reshape keys of older released layouts to the current one (identity by default)."""
         return state
 
+    def checkpoint_input_spec(self, state: StateDict) -> InputSpec | None:
+        """The input convention that a checkpoint without metadata was trained with, where its layout tells (a
+        released file with its own channel order or statistics); None: the model's own (the default)."""
+        return None
+
     def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
         """Pretrained checkpoints this model can start from, by part name (none by default)."""
         return {}

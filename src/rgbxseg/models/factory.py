@@ -81,6 +81,8 @@ def _build(
         load_weights(model, state, strict=strict, name=str(weights))
     if metadata is not None:
         model.use_input_spec(metadata.input_spec)
+    elif state is not None and (released := model.checkpoint_input_spec(state)) is not None:
+        model.use_input_spec(released)
     model.freeze_declared()
     model.weights_metadata = metadata or default_metadata(model)
     return model

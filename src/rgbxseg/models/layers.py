@@ -106,6 +106,36 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _mirrored_linear_weights(source: int, target: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(target, source) weights of 1-D linear interpolation at pixel centres (source coordinate
+    ``(i + 0.5) · source / target − 0.5``) with the signal mirrored about its first and last samples."""
+    position = (torch.arange(target, dtype=torch.float64) + 0.5) * (source / target) - 0.5
+    if source > 1:
+        period = 2 * (source - 1)
+        position = torch.remainder(position, period)
+        position = torch.where(position > source - 1, period - position, position)
+    else:
+        position = torch.zeros_like(position)
+    low = position.floor().clamp(max=max(source - 2, 0)).long()
+    fraction = position - low
+    weights = torch.zeros(target, source, dtype=torch.float64)
+    rows = torch.arange(target)
+    weights[rows, low] += 1 - fraction
+    weights[rows, (low + 1).clamp(max=source - 1)] += fraction
+    return weights.to(dtype=dtype, device=device)
+
+
+def resize_bilinear_mirrored(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (…, H, W) at pixel centres whose edges are mirrored, not clamped: what
+    ``skimage.transform.resize(order=1, mode="reflect")`` does when it enlarges an image (it would also smooth before
+    shrinking, which this does not). Differs from :func:`resize` only in the outer half pixel."""
+    height, width = x.shape[-2:]
+    work = x.to(torch.float64)
+    rows = _mirrored_linear_weights(height, size[0], work.dtype, work.device)
+    cols = _mirrored_linear_weights(width, size[1], work.dtype, work.device)
+    return (rows @ work @ cols.T).to(x.dtype)
+
+
 def init_vit_weights(module: nn.Module) -> None:
     """SegFormer/ConvNeXt initialisation: trunc-normal(0.02) linears, fan-out normal convs, unit norms."""
     if isinstance(module, nn.Linear):
