@@ -23,6 +23,7 @@ from .data.dataset import RGBXDataset
 from .data.synthetic import generate_synthetic_dataset
 from .engine.config import load_config
 from .engine.evaluate import EvalProtocol, model_inputs, predict_scores
+from .engine.robustness import RobustnessReport, comparison_table, evaluate_robustness, robustness_cases
 from .engine.train import TrainResult, train
 from .inference.visualize import colorize_labels, depth_colormap, label_image, save_image, side_by_side
 from .io import OutputExistsError, atomic_write_path
@@ -43,9 +44,23 @@ PRESETS = {
     "quick": DemoPreset("synthetic_quick", num_train=48, num_test=16, predictions=4, data_dir="data-quick"),
 }
 FRAME_SIZE = (240, 320)
-RUNS = {"rgbd": "depth", "rgb_only": "none"}
+RUNS = {"rgbd": "depth", "rgb_only": "none", "rgbd_dropout": "depth"}
+"""Run folder → the model's second input."""
+RUN_OVERRIDES = {"rgbd_dropout": ("data.drop_x=0.3",)}
+"""Config overrides of a run besides the common ones: depth dropped from 30 % of the training samples."""
+ROBUSTNESS_NAME = "robustness"
+"""``robustness.json`` / ``robustness.md``: the robustness tables of ``--robustness``."""
 REPORT_NAME = "demo_report.json"
-DEMO_ENTRIES = frozenset({*RUNS, "predictions", REPORT_NAME, *(preset.data_dir for preset in PRESETS.values())})
+DEMO_ENTRIES = frozenset(
+    {
+        *RUNS,
+        "predictions",
+        REPORT_NAME,
+        f"{ROBUSTNESS_NAME}.json",
+        f"{ROBUSTNESS_NAME}.md",
+        *(preset.data_dir for preset in PRESETS.values()),
+    }
+)
 """Everything a demo writes in its folder: a folder that holds anything else is not a demo's, and is refused."""
 
 
@@ -60,7 +75,6 @@ def _check_demo_folder(out: Path) -> None:
         )
 
 
-"""Run folder → the model's second input."""
 DEPTH_ONLY_CLASS = "otherstructure"
 """The synthetic class (pillars, ledges, plinths) whose colour is that of what is behind it."""
 
@@ -71,6 +85,7 @@ class DemoResult:
     seconds: float
     runs: dict[str, TrainResult] = field(default_factory=dict)
     report: Path | None = None
+    robustness: dict[str, RobustnessReport] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"demo finished in {self.seconds / 60:.1f} min; outputs in {self.output_dir}"]
@@ -81,6 +96,8 @@ class DemoResult:
                 f"  {name:<8} mIoU {metrics.miou * 100:5.2f}  pixel acc {metrics.pixel_accuracy * 100:5.2f}  "
                 f"{DEPTH_ONLY_CLASS} IoU {depth_only * 100:5.2f}  ({run.images_per_second:.1f} img/s training)"
             )
+        if self.robustness:
+            lines += ["", "robustness (mIoU %, test split):", comparison_table(self.robustness)]
         return "\n".join(lines)
 
 
@@ -126,11 +143,13 @@ def run_demo(
     *,
     quick: bool = False,
     compare_rgb_only: bool = False,
+    robustness: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
     """Generate → train → evaluate → predict, in ``output_dir`` (its run folders are replaced; data is reused; a folder
-    that holds anything else is refused)."""
+    that holds anything else is refused). ``robustness`` also trains the network with depth dropout
+    (``rgbd_dropout``) and evaluates both RGB-D runs under every robustness case, side by side."""
     started = time.perf_counter()
     out = Path(output_dir)
     _check_demo_folder(out)
@@ -140,10 +159,13 @@ def run_demo(
     )
     for folder in (*RUNS, "predictions"):  # a demo run always starts fresh; its data is reused
         shutil.rmtree(out / folder, ignore_errors=True)
+    for name in (f"{ROBUSTNESS_NAME}.json", f"{ROBUSTNESS_NAME}.md"):
+        (out / name).unlink(missing_ok=True)
     result = DemoResult(out, 0.0)
-    for name in ("rgbd", "rgb_only") if compare_rgb_only else ("rgbd",):
+    names = ["rgbd", *(["rgb_only"] if compare_rgb_only else []), *(["rgbd_dropout"] if robustness else [])]
+    for name in names:
         overrides = [f"data.root={data}", f"output_dir={out / name}", f"seed={seed}", f"data.x_modality={RUNS[name]}"]
-        config = load_config(preset.config, overrides)
+        config = load_config(preset.config, [*overrides, *RUN_OVERRIDES.get(name, ())])
         if progress:
             tqdm.write(f"training {config.model.name} ({name}) for {config.epochs} epochs on {data}")
         result.runs[name] = train(config, progress=progress)
@@ -151,6 +173,18 @@ def run_demo(
     protocol = EvalProtocol(scales=config.eval.scales, flip=config.eval.flip)
     test_set = RGBXDataset(data, config.data.val_split, ("depth",), input_spec=models["rgbd"].input_spec)
     _write_predictions(models, test_set, protocol, out / "predictions", preset.predictions)
+    if robustness:
+        for name in ("rgbd", "rgbd_dropout"):
+            if progress:
+                tqdm.write(f"robustness of {name}: {len(robustness_cases())} cases on the test split")
+            result.robustness[name] = evaluate_robustness(
+                models[name], test_set, num_classes=test_set.num_classes, class_names=test_set.class_set.names,
+                seed=seed, protocol=protocol, progress=progress,
+            )  # fmt: skip
+        with atomic_write_path(out / f"{ROBUSTNESS_NAME}.json") as tmp:
+            tmp.write_text(json.dumps({name: r.to_dict() for name, r in result.robustness.items()}, indent=2))
+        with atomic_write_path(out / f"{ROBUSTNESS_NAME}.md") as tmp:
+            tmp.write_text(comparison_table(result.robustness) + "\n")
     result.seconds = time.perf_counter() - started
     result.report = out / REPORT_NAME
     with atomic_write_path(result.report) as tmp:

@@ -43,6 +43,12 @@ class ChannelNormalization:
         std = torch.tensor(self.std, dtype=torch.float32, device=values.device)[:, None, None]
         return (values.to(torch.float32) / self.divisor - mean) / std
 
+    def invert(self, normalized: torch.Tensor) -> torch.Tensor:
+        """The stored values (float32) that :meth:`apply` maps to ``normalized``."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=normalized.device)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32, device=normalized.device)[:, None, None]
+        return (normalized * std + mean) * self.divisor
+
     def to_dict(self) -> dict[str, Any]:
         return {"divisor": self.divisor, "mean": list(self.mean), "std": list(self.std)}
 
@@ -147,6 +153,14 @@ class ModalityInput:
         if self.channel_order == "bgr":
             values = values.flip(-3)
         return self.normalization.apply(values)
+
+    def denormalize(self, normalized: torch.Tensor) -> torch.Tensor:
+        """(…, channels, H, W) normalised → (…, stored channels, H, W) stored values (float32): the inverse of
+        :meth:`normalize`, so that a stored value can be changed in its own unit (millimetres, 0..255)."""
+        values = self.normalization.invert(normalized)
+        if self.channel_order == "bgr":
+            values = values.flip(-3)
+        return values[..., : self.stored_channels, :, :]
 
     def describe(self) -> str:
         norm = self.normalization

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from ..engine.evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, MULTI_SCALE_OF, VOID_PREDICTIONS, evaluate_weights
 from ..engine.metrics import ABSENT_CLASSES
+from ..engine.robustness import SUITES, robustness_weights
 from ..inputs import CHANNEL_ORDERS
 from ..io import refuse_existing
 from ..models.registry import INPUT_SPECS
@@ -76,13 +77,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "console prints percent (its metrics.units says so)",
     )
     parser.add_argument("--confusion", help="write the confusion-matrix plot to this PNG")
+    robustness = parser.add_argument_group("robustness (missing and noisy modalities)")
+    robustness.add_argument(
+        "--robustness",
+        nargs="*",
+        choices=SUITES,
+        metavar="SUITE",
+        help=f"evaluate clean and under the sensor-failure benchmark's cases instead: {', '.join(SUITES)} (entire or "
+        "random missing modality, noisy modality; default all); prints a table, --json writes every case",
+    )
+    robustness.add_argument("--seed", type=int, default=0, help="seed of the corruptions (default 0)")
+    robustness.add_argument("--chart", help="write a bar chart of mIoU per case to this PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_existing(args.json, args.confusion, overwrite=args.overwrite)
+    refuse_existing(args.json, args.confusion, args.chart, overwrite=args.overwrite)
     if args.multi_scale and args.protocol not in MULTI_SCALE_OF:
         raise ValueError(f"--multi-scale is for --protocol {' or '.join(MULTI_SCALE_OF)}; {args.protocol} has its own "
                          "scales (change them with --scales)")  # fmt: skip
@@ -99,13 +111,23 @@ def run(args: argparse.Namespace) -> int:
         "absent_classes": args.absent_classes,
     }
     protocol = replace(base, **{key: value for key, value in changes.items() if value is not None})
-    report = evaluate_weights(
-        args.weights, args.data, split=args.split, model_name=args.model, protocol=protocol, output=args.output,
-        x_modality=args.x_modality, label_set=args.label_set, input_spec=args.input_spec,
-        channel_order=args.channel_order, device=args.device,
-        batch_size=args.batch_size, workers=args.workers, json_path=args.json, confusion_png=args.confusion,
-        progress=not args.quiet,
-    )  # fmt: skip
+    common = {
+        "split": args.split, "model_name": args.model, "protocol": protocol, "output": args.output,
+        "x_modality": args.x_modality, "label_set": args.label_set, "input_spec": args.input_spec,
+        "channel_order": args.channel_order, "device": args.device, "batch_size": args.batch_size,
+        "workers": args.workers, "json_path": args.json, "progress": not args.quiet,
+    }  # fmt: skip
+    if args.robustness is not None:
+        if args.confusion:
+            raise ValueError("--confusion plots one run; with --robustness use --chart (mIoU per case)")
+        suites = args.robustness or SUITES
+        robust = robustness_weights(args.weights, args.data, suites=suites, seed=args.seed, chart_png=args.chart,
+                                    **common)  # fmt: skip
+        print(robust.markdown())
+        return 0
+    if args.chart:
+        raise ValueError("--chart needs --robustness")
+    report = evaluate_weights(args.weights, args.data, confusion_png=args.confusion, **common)
     print(report.metrics.table())
     window = f", sliding window {protocol.window}" if protocol.window else ""
     print(

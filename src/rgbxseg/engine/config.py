@@ -196,9 +196,26 @@ class DataConfig(_Checked):
     blur_p: float = between(0, 1, default=0.0)
     """Probability of a 3×3 Gaussian blur of the RGB image (GeminiFusion: 0.2, σ = blur_sigma)."""
     blur_sigma: float = above(0, default=0.8)
+    drop_rgb: float = between(0, 1, default=0.0)
+    """Robust training: per sample, the probability that the RGB input is zeros (after normalisation)."""
+    drop_x: float = between(0, 1, default=0.0)
+    """… and that the X input is zeros; never both in one sample (``drop_rgb + drop_x`` ≤ 1)."""
+    sensor_failures: float = between(0, 1, default=0.0)
+    """Robust training: per sample, the probability that its depth suffers one of the realistic sensor failures of the
+    robustness evaluation (:data:`rgbxseg.data.failures.SENSOR_FAILURES`, depth ones, chosen uniformly)."""
     batch_size: int = at_least(1, default=8)
     val_batch_size: int = at_least(1, default=1)
     workers: int = at_least(0, default=4)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.drop_rgb + self.drop_x > 1:
+            raise ConfigError(
+                f"drop_rgb + drop_x = {self.drop_rgb + self.drop_x:g}: at most one input is dropped per sample, so "
+                "their probabilities add up to at most 1",
+                "drop_rgb",
+                "drop_x",
+            )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..data.dataset import RGBXDataset, resolve_input_spec
 from ..data.layout import read_meta
+from ..inputs import InputSpec
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
 from ..models.base import SegmentationModel
@@ -398,12 +399,15 @@ def evaluate(
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = True,
+    corrupt: Callable[[torch.Tensor, torch.Tensor, Sequence[str]], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> SegmentationMetrics:
     """Metrics of ``model`` over ``dataset`` (samples: ``rgb``, ``label`` and the X modality).
 
     ``x_modality``: the sample key fed as the second input (default: the model's input spec's; ``"none"``: zeros).
     ``output`` scores another named output of a :class:`SegmentationModel` than its prediction (e.g. one modality's
-    head). Under ``torch.distributed`` each rank evaluates its shard and the confusion matrices are summed.
+    head). ``corrupt(rgb, x, sample ids)`` changes the normalised inputs of each batch at the evaluated resolution
+    (:mod:`rgbxseg.engine.robustness`). Under ``torch.distributed`` each rank evaluates its shard and the confusion
+    matrices are summed.
     """
     x_modality = x_modality or model.input_spec.x.name
     was_training = model.training
@@ -425,6 +429,8 @@ def evaluate(
     for batch in iterate_batches(_rank_shard(dataset), batch_size, workers, progress, "evaluating"):
         rgb, x = model_inputs(batch, x_modality, device, model.x_channels)
         rgb, x, labels = protocol.resize_inputs(rgb, x, batch["label"].to(device))
+        if corrupt is not None:
+            rgb, x = corrupt(rgb, x, batch["id"])
         scores = predict_scores(runner, rgb, x, protocol, model.input_multiple, model.input_spec.min_size)
         confusion.update(scores.argmax(1) - int(void_competes), labels, void_competes)  # a void win: −1, left out
     confusion.all_reduce()
@@ -448,34 +454,86 @@ class EvalReport:
         return {"protocol": self.protocol, "metrics": self.metrics.to_dict(), "seconds": self.seconds}
 
 
-def evaluate_weights(
+@dataclass
+class EvaluationSetup:
+    """A weights file ready to evaluate on a dataset split: what :func:`evaluate_weights` and the robustness
+    evaluation (:func:`rgbxseg.engine.robustness.robustness_weights`) share."""
+
+    model: SegmentationModel
+    dataset: RGBXDataset
+    spec: InputSpec
+    x_modality: str
+    scored: str
+    weights: str
+    data_root: str
+    split: str
+
+    @property
+    def output(self) -> str | None:
+        """The ``output`` argument of :func:`evaluate`: None for the model's prediction."""
+        return None if self.scored == self.model.prediction_output else self.scored
+
+    def describe(self, protocol: EvalProtocol) -> dict[str, Any]:
+        """How the numbers were obtained: the protocol, the input spec, the weights and their SHA-256, the data."""
+        model, dataset = self.model, self.dataset
+        return {
+            **protocol.describe(),
+            "resolution": (
+                f"every frame resized to {protocol.frame_size[0]}×{protocol.frame_size[1]} ({protocol.frame_resampling}"
+                " resampling, labels too), then"
+                if protocol.frame_size
+                else f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
+                "(labels nearest), then"
+                if protocol.shorter_side
+                else "native,"
+            )
+            + f" padded to the model's size rule (multiple of {model.input_multiple}) and cropped back",
+            "scored_output": self.scored,
+            "prediction_output": model.prediction_output,
+            "void_logit": model.void_logit,
+            "void": "label 0 ignored; "
+            + (
+                "classes without a score count as 0 in the means over all classes"
+                if protocol.absent_classes == "zero"
+                else "classes absent from prediction and ground truth excluded from the means"
+            )
+            + (_VOID_LOGIT_NOTES[protocol.void_predictions] if model.void_logit else ""),
+            "input_spec": self.spec.to_dict(),
+            "x_modality": self.x_modality,
+            "weights": self.weights,
+            "weights_sha256": file_digest(self.weights),
+            "model": model.model_name,
+            "dataset": {
+                "root": self.data_root,
+                "name": dataset.dataset_meta.dataset,
+                "split": self.split,
+                "samples": len(dataset),
+                "label_set": dataset.label_set,
+            },
+        }
+
+
+def prepare_evaluation(
     weights: str | os.PathLike[str],
     data_root: str | os.PathLike[str],
     *,
     split: str = "test",
     model_name: str | None = None,
-    protocol: EvalProtocol = SINGLE_SCALE,
     output: str | None = None,
     x_modality: str | None = None,
     label_set: str | None = None,
     input_spec: str | None = None,
     channel_order: str | None = None,
     device: str = "auto",
-    batch_size: int = 1,
-    workers: int = 0,
-    json_path: str | os.PathLike[str] | None = None,
-    confusion_png: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-) -> EvalReport:
-    """Evaluate a weights file on a canonical dataset split and describe exactly how (``rgbxseg eval``).
+) -> EvaluationSetup:
+    """Load the model of ``weights`` and the dataset split it is evaluated on, checked against each other.
 
     The model and its inputs come from the weights' metadata; official checkpoints carry none, so they need
     ``model_name`` (and optionally ``input_spec``, a registered convention such as ``asymformer_nyuv2_eval``).
     ``output`` scores another named output than the model's prediction; ``x_modality`` feeds another dataset modality
     of the same encoding (e.g. ``depth_raw``), or zeros (``"none"``; the default for weights trained that way).
     ``channel_order`` (``"rgb"`` or ``"bgr"``) overrides the order in which the spec feeds the colour channels, to
-    find out which order a file without metadata was trained on. Inference runs at each image's own resolution (or
-    the protocol's), padded to the model's multiple and cropped back.
+    find out which order a file without metadata was trained on.
     """
     model = load_model(weights, model_name).to(resolve_device(device))
     if input_spec is not None:
@@ -504,51 +562,35 @@ def evaluate_weights(
             f"{weights} predicts {model.num_label_classes} classes but {data_root} ({dataset.label_set} label set) has "
             f"{dataset.num_classes}; evaluate on the matching label set (--label-set)"
         )
+    return EvaluationSetup(model, dataset, spec, x_modality, scored, str(weights), str(data_root), split)
+
+
+def evaluate_weights(
+    weights: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    *,
+    protocol: EvalProtocol = SINGLE_SCALE,
+    batch_size: int = 1,
+    workers: int = 0,
+    json_path: str | os.PathLike[str] | None = None,
+    confusion_png: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    **load: Any,
+) -> EvalReport:
+    """Evaluate a weights file on a canonical dataset split and describe exactly how (``rgbxseg eval``).
+
+    ``load``: the keyword arguments of :func:`prepare_evaluation` (split, model name, output, X modality, label set,
+    input spec, channel order, device). Inference runs at each image's own resolution (or the protocol's), padded to
+    the model's multiple and cropped back.
+    """
+    setup = prepare_evaluation(weights, data_root, **load)
+    model, dataset = setup.model, setup.dataset
     started = time.perf_counter()
     metrics = evaluate(
         model, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, protocol=protocol,
-        x_modality=x_modality, output=None if scored == model.prediction_output else scored, batch_size=batch_size,
-        workers=workers, progress=progress,
+        x_modality=setup.x_modality, output=setup.output, batch_size=batch_size, workers=workers, progress=progress,
     )  # fmt: skip
-    report = EvalReport(
-        metrics=metrics,
-        protocol={
-            **protocol.describe(),
-            "resolution": (
-                f"every frame resized to {protocol.frame_size[0]}×{protocol.frame_size[1]} ({protocol.frame_resampling}"
-                " resampling, labels too), then"
-                if protocol.frame_size
-                else f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
-                "(labels nearest), then"
-                if protocol.shorter_side
-                else "native,"
-            )
-            + f" padded to the model's size rule (multiple of {model.input_multiple}) and cropped back",
-            "scored_output": scored,
-            "prediction_output": model.prediction_output,
-            "void_logit": model.void_logit,
-            "void": "label 0 ignored; "
-            + (
-                "classes without a score count as 0 in the means over all classes"
-                if protocol.absent_classes == "zero"
-                else "classes absent from prediction and ground truth excluded from the means"
-            )
-            + (_VOID_LOGIT_NOTES[protocol.void_predictions] if model.void_logit else ""),
-            "input_spec": spec.to_dict(),
-            "x_modality": x_modality,
-            "weights": str(weights),
-            "weights_sha256": file_digest(weights),
-            "model": model.model_name,
-            "dataset": {
-                "root": str(data_root),
-                "name": dataset.dataset_meta.dataset,
-                "split": split,
-                "samples": len(dataset),
-                "label_set": dataset.label_set,
-            },
-        },
-        seconds=time.perf_counter() - started,
-    )
+    report = EvalReport(metrics=metrics, protocol=setup.describe(protocol), seconds=time.perf_counter() - started)
     if json_path is not None:
         with atomic_write_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2))

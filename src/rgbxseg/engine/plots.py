@@ -38,6 +38,31 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def plot_bars(
+    names: Sequence[str],
+    values: Sequence[float],
+    path: Path,
+    *,
+    ylabel: str,
+    title: str,
+    reference: float | None = None,
+) -> Path:
+    """One bar per name, labelled below at an angle; ``reference`` draws a dashed horizontal line (e.g. a clean run)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.2))
+    ax.bar(range(len(names)), values, color="tab:blue")
+    if reference is not None:
+        ax.axhline(reference, color="tab:gray", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_write_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str], path: Path) -> Path:
     """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
     plt = _pyplot()

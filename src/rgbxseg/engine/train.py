@@ -63,6 +63,7 @@ from .metrics import SegmentationMetrics
 from .objective import TrainingObjective, total_loss
 from .optim import build_optimizer
 from .plots import plot_training_curves
+from .robustness import RobustTraining
 from .schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,12 @@ class Trainer:
         self.model = self._build_model(get_model_spec(config.model.name).outputs_for(label_set.num_classes))
         self.input_spec, self.x_modality = self._input_spec(dataset_meta)
         self.model.use_input_spec(self.input_spec)
+        data = config.data
+        self.robust = RobustTraining(data.drop_rgb, data.drop_x, data.sensor_failures)
+        try:
+            self.robust.check(self.input_spec)
+        except ValueError as err:
+            raise ConfigError(f"data.sensor_failures: {err}", "data.sensor_failures") from None
         self.train_set = self._dataset(config.data.train_split, train=True)
         self.val_set = self._dataset(config.data.val_split, train=False)
         self.metadata = WeightsMetadata(
@@ -431,6 +438,8 @@ class Trainer:
         )  # fmt: skip
         for batch in bar:
             rgb, x = model_inputs(batch, self.x_modality, self.ctx.device, self.model.x_channels)
+            if self.robust.active:
+                rgb, x = self.robust(rgb, x, self.input_spec)
             if config.channels_last:
                 rgb, x = (
                     rgb.contiguous(memory_format=torch.channels_last),
