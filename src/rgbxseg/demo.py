@@ -25,6 +25,7 @@ from .engine.config import load_config
 from .engine.evaluate import EvalProtocol, model_inputs, predict_scores
 from .engine.robustness import RobustnessReport, comparison_table, evaluate_robustness, robustness_cases
 from .engine.train import TrainResult, train
+from .errors import some_of
 from .inference.visualize import colorize_labels, depth_colormap, label_image, save_image, side_by_side
 from .io import OutputExistsError, atomic_write_path
 from .models.base import SegmentationModel
@@ -68,10 +69,9 @@ def _check_demo_folder(out: Path) -> None:
     """Refuse an ``out`` that holds something a demo did not write: a demo replaces its run folders."""
     others = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES) if out.is_dir() else []
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise OutputExistsError(
-            f"{out} holds files that are not a demo's ({shown}); the demo replaces its run folders there, so give it "
-            "a new folder or one an earlier demo wrote (--out)"
+            f"{out} holds files that are not a demo's ({some_of(others, 3)}); the demo replaces its run folders "
+            "there, so give it a new folder or one an earlier demo wrote (--out)"
         )
 
 

@@ -6,6 +6,14 @@ The command line prints such errors on one line (``--debug`` shows the traceback
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RgbxsegError(Exception):
     """An error whose message names the cause and the fix (e.g. a training run that had to stop)."""
+
+
+def some_of(names: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``names`` for a message, and how many more: ``"a, b, c and 4 more"``."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -34,6 +34,12 @@ class SensorFailure:
     apply: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
     description: str
 
+    def on_normalized(self, normalized: torch.Tensor, spec: InputSpec, generator: torch.Generator) -> torch.Tensor:
+        """The failure applied to this input of one frame as the network takes it (normalised (C, H, W)): back to the
+        stored values through ``spec``, failed, and normalised again."""
+        modality = spec.rgb if self.modality == "rgb" else spec.x
+        return modality.normalize(self.apply(modality.denormalize(normalized), generator))
+
     def check(self, spec: InputSpec) -> None:
         """Refuse an input this failure does not model (a depth failure needs metric depth)."""
         needed = "metric_mm" if self.modality == "x" else "rgb"

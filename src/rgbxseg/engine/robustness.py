@@ -99,9 +99,8 @@ class RobustnessCase:
         if self.failure is not None:
             if spec is None:
                 raise ValueError(f"{self.name}: a sensor failure needs the input spec")
-            modality = spec.rgb if self.failure.modality == "rgb" else spec.x
-            stored = modality.denormalize(inputs[self.failure.modality])
-            out[self.failure.modality] = modality.normalize(self.failure.apply(stored, generator))
+            name = self.failure.modality
+            out[name] = self.failure.on_normalized(inputs[name], spec, generator)
             return out
         for name in MODALITIES:
             tensor = inputs[name]
@@ -171,9 +170,8 @@ class RobustTraining:
             seeds = torch.randint(2**62, (batch,))
             x = x.clone()
             for i in fails.nonzero().flatten().tolist():
-                failure = DEPTH_FAILURES[int(choices[i])]
-                stored = failure.apply(spec.x.denormalize(x[i]), torch.Generator().manual_seed(int(seeds[i])))
-                x[i] = spec.x.normalize(stored)
+                generator = torch.Generator().manual_seed(int(seeds[i]))
+                x[i] = DEPTH_FAILURES[int(choices[i])].on_normalized(x[i], spec, generator)
         return rgb, x
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..data.dataset import RGBXDataset, resolve_input_spec
 from ..data.layout import DatasetMeta, read_meta
 from ..data.transforms import TrainAugmentation
-from ..errors import RgbxsegError
+from ..errors import RgbxsegError, some_of
 from ..inputs import InputSpec
 from ..io import (
     LOCK_NAME,
@@ -506,9 +506,8 @@ class Trainer:
         if _stopped_before_a_checkpoint(self.output_dir, found):
             log.info("%s: starting over a run that stopped before its first checkpoint", self.output_dir)
         elif found:
-            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
             raise OutputExistsError(
-                f"{self.output_dir} is not empty ({shown}) and holds no run to resume ({CHECKPOINT_NAME}); "
+                f"{self.output_dir} is not empty ({some_of(found, 3)}) and holds no run to resume ({CHECKPOINT_NAME}); "
                 "choose a new or empty output_dir (nothing in it was changed)"
             )
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import image_header, read_image
+from ..errors import some_of
 from ..runtime import require
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"})
@@ -75,9 +76,9 @@ def folder_pairs(rgb_dir: str | Path, x_dir: str | Path) -> list[tuple[str, Path
     x_files = _files_by_stem(Path(x_dir), IMAGE_SUFFIXES | {".npy"}, "second-modality")
     unmatched = [name for name in rgb_files if name not in x_files]
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
         raise FileNotFoundError(
-            f"{len(unmatched)} RGB images in {rgb_dir} have no map with the same name in {x_dir}: {shown}"
+            f"{len(unmatched)} RGB images in {rgb_dir} have no map with the same name in {x_dir}: "
+            f"{some_of(unmatched, 5)}"
         )
     return [(name, path, x_files[name]) for name, path in rgb_files.items()]
 

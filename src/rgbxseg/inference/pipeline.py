@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import some_of
 from ..io import OutputExistsError, lock_directory, remove_stale_temporaries
 from ..runtime import BackendUnavailableError, require
 from .frames import Frame
@@ -75,11 +76,11 @@ def _claim_output_dir(out_dir: Path, kinds: Sequence[str], overwrite: bool) -> I
     with lock_directory(out_dir):
         for kind in OUTPUT_KINDS:
             remove_stale_temporaries(out_dir / kind)
-        earlier = [path for kind in kinds if (out_dir / kind).is_dir() for path in sorted((out_dir / kind).iterdir())]
+        earlier = [f"{kind}/{path.name}" for kind in kinds if (out_dir / kind).is_dir()
+                   for path in sorted((out_dir / kind).iterdir())]  # fmt: skip
         if earlier and not overwrite:
-            more = f" and {len(earlier) - 1} more" if len(earlier) > 1 else ""
             raise OutputExistsError(
-                f"{out_dir} already holds outputs ({earlier[0].relative_to(out_dir)}{more}); pass --overwrite "
+                f"{out_dir} already holds outputs ({some_of(earlier, 1)}); pass --overwrite "
                 "(overwrite=True) to replace them, or choose another output folder"
             )
         yield
