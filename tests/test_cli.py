@@ -21,7 +21,10 @@ def test_info_lists_every_model_with_measured_parameters(capsys: pytest.CaptureF
     assert rows["geminifusion_mit_b5"]["params"] == 137_209_322
     assert rows["geminifusion_swin_l_w12"]["paper"]["miou"]["nyuv2"] == 60.2
     assert rows["dplnet_mit_b5"]["params"] == 88_589_279 and rows["dplnet_mit_b5"]["void_logit"]
-    assert len(rows) == 18
+    assert (
+        rows["ktb_swin_b"]["trainable_params"] == 7_545_886 and rows["ktb_swin_b"]["paper"]["trainable_params_m"] == 7.5
+    )
+    assert len(rows) == 21
 
 
 def test_info_counts_macs_on_the_meta_device(capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,12 +63,15 @@ def test_fused_model_matches_the_fixture(reference: dict, reference_model: nn.Mo
 
 @pytest.mark.parametrize("name", SMALL_MODELS)
 def test_every_variant_fuses_exactly(name: str) -> None:
+    """Within 1e-4 for logits of O(10); relative beyond (KTB's fan-out initialised heads give random logits of O(100),
+    where float32 rounding alone reaches 1e-4)."""
     model = randomise_batchnorms(rgbxseg.create_model(name, num_classes=7))
     rgb, depth = model.input_spec.example_inputs(2, 96, 128)
     with torch.inference_mode():
         expected = model(rgb, depth)
         fused = optimize_for_inference(model)
-        torch.testing.assert_close(fused(rgb, depth), expected, rtol=0, atol=1e-4)
+        tolerance = 1e-4 * max(1.0, float(expected.abs().max()) / 10)
+        torch.testing.assert_close(fused(rgb, depth), expected, rtol=0, atol=tolerance)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules()), "every BatchNorm is folded"
     assert model.training is False and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "original kept"
 

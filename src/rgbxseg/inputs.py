@@ -89,6 +89,9 @@ ENCODINGS: dict[str, Encoding] = {
         ChannelNormalization(255.0, IMAGENET_MEAN, IMAGENET_STD),
     ),
     "thermal_8bit": Encoding("uint8", 1, "thermal image after the camera's 8-bit AGC", _UNIT_SCALE_8BIT),
+    "event_8bit": Encoding(
+        "uint8", 3, "an event-camera frame: events accumulated into an 8-bit colour image (DeLiVER)", _UNIT_SCALE_8BIT
+    ),
     "thermal_16bit": Encoding("uint16", 1, "raw 16-bit thermal counts", ChannelNormalization(65535.0, (0.0,), (1.0,))),
 }
 """Pixel encodings a modality may have, on disk and at a model's input."""

@@ -26,19 +26,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a published protocol to start from: asymformer-ms (×1.0, 1.2, 1.4, logits summed), asymformer-official "
         "(the 2023 eval.py exactly: frames at 480×640, absent classes 0; with --multi-scale MS5_eval.py), "
         "geminifusion (shorter side 480 rounded up to 32, bicubic logits), dplnet-ms (×0.5…1.5 floored to 32, flips, "
-        "softmax summed); the options below change it",
+        "softmax summed), ktb (KTB's val_mm.py: shorter side 480, then both sides resized up to a multiple of 32, "
+        "absent classes 0; --shorter-side 720 for PST900, 1024 for DeLiVER; with --multi-scale ktb-ms: ×0.5…1.75 "
+        "rounded up to 32, flips, softmax summed); the options below change it",
     )
     parser.add_argument(
         "--multi-scale",
         action="store_true",
-        help="the same as --protocol asymformer-ms; with --protocol asymformer-official: asymformer-official-ms",
+        help="the same as --protocol asymformer-ms; with --protocol asymformer-official: asymformer-official-ms; with "
+        "--protocol ktb: ktb-ms",
     )
     parser.add_argument("--scales", type=float, nargs="+", help="general input scales")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
     parser.add_argument("--fusion", choices=("logits", "softmax"), help="what is summed over runs")
     parser.add_argument("--window", type=parse_size, help="sliding-window inference with this HxW window")
     parser.add_argument("--stride", type=parse_size, help="sliding-window stride HxW (default: the window)")
-    parser.add_argument("--shorter-side", type=int, help="evaluate with the shorter side resized to this (and ↑32)")
+    parser.add_argument(
+        "--shorter-side",
+        type=int,
+        help="evaluate with the shorter side resized to this (and ↑32; ktb: the config's eval size)",
+    )
     parser.add_argument("--logit-upsampling", choices=LOGIT_UPSAMPLING, help="logits to the input size")
     parser.add_argument(
         "--void-predictions",

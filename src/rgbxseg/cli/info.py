@@ -64,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
         paper_params = f"{paper['params_m']:.1f} M" if paper["params_m"] is not None else "-"
         height, width = paper["gmacs_input"]
         gmacs = f"{paper['gmacs']:g} GMACs at {height}×{width}" if paper["gmacs"] else "-"
+        trainable = paper.get("trainable_params_m")
+        paper_trainable = f" (paper {trainable:g} M)" if trainable is not None else ""
         print(f"{row['name']}\n  {row['summary']}")
         print(
             f"  parameters: {row['params']:,} total ({row['params'] / 1e6:.2f} M measured, paper {paper_params}), "
-            f"{row['trainable_params']:,} trainable; {_classes(row['num_classes'], row['void_logit'])}"
+            f"{row['trainable_params']:,} trainable{paper_trainable}; {_classes(row['num_classes'], row['void_logit'])}"
         )
         print(f"  inputs: {InputSpec.from_dict(row['input_spec']).describe()}")
         prediction = row["prediction_output"]

@@ -36,6 +36,12 @@ class _Subcommand:
 
 def _nyuv2_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mat", type=Path, required=True, help="path of nyu_depth_v2_labeled.mat (2.8 GB)")
+    parser.add_argument(
+        "--hha",
+        action="store_true",
+        help="also write hha/: HHA images (disparity, height, angle with gravity estimated per frame) computed from "
+        "the refined depth; about 0.3 s per frame on one core, 7 minutes more for the 1449 frames",
+    )
 
 
 def _sunrgbd_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +87,10 @@ def _options(args: argparse.Namespace) -> dict[str, bool]:
 
 SUBCOMMANDS: dict[str, _Subcommand] = {
     "nyuv2": _Subcommand(
-        "NYUv2 from nyu_depth_v2_labeled.mat (795/654 split; 40, 13 and 894 classes; refined and raw depth)",
+        "NYUv2 from nyu_depth_v2_labeled.mat (795/654 split; 40, 13 and 894 classes; refined and raw depth; HHA "
+        "with --hha)",
         _nyuv2_arguments,
-        lambda a: prepare_nyuv2(a.mat, a.out, **_options(a)),
+        lambda a: prepare_nyuv2(a.mat, a.out, hha=a.hha, **_options(a)),
     ),
     "sunrgbd": _Subcommand(
         "SUN RGB-D from SUNRGBD/ and SUNRGBDtoolbox/ (5285/5050 split, 37 classes)",

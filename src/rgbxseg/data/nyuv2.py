@@ -16,6 +16,7 @@ import numpy as np
 from ..classes import NYUV2_13, NYUV2_40
 from .depth import metres_to_mm
 from .errors import DatasetError
+from .hha import compute_hha
 from .layout import DatasetMeta, LabelSetSpec, ModalitySpec, label_dir
 from .mat import mat_key, open_mat_v73, read_char_reference
 from .resources import (
@@ -34,6 +35,23 @@ NYUV2_RAW_CLASSES = 894
 
 KINECT_V1_RGB_INTRINSICS = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362}
 """At 480×640, from the NYU Depth V2 toolbox ``camera_params.m`` (widely used; not re-derived by rgbxseg)."""
+KINECT_V1_SIZE = (480, 640)
+"""(height, width) that :data:`KINECT_V1_RGB_INTRINSICS` are given for."""
+KINECT_V1_RGB_INTRINSICS_0_BASED = {
+    **KINECT_V1_RGB_INTRINSICS,
+    "cx": KINECT_V1_RGB_INTRINSICS["cx"] - 1,
+    "cy": KINECT_V1_RGB_INTRINSICS["cy"] - 1,
+}
+"""The same camera for pixel coordinates counted from 0: the toolbox's principal point is MATLAB's, counted from 1
+(its ``meshgrid(1:640, 1:480)``), so the HHA of the published MATLAB code is reproduced."""
+
+HHA_DETAILS = {
+    "source": "computed by rgbxseg.data.compute_hha from the refined depth ('depths'); pixels where 'rawDepths' is 0 "
+    "shape neither the surface normals nor the gravity estimate, as in Gupta et al.'s saveHHA.m",
+    "channel_order": "R horizontal disparity 31000/max(depth_cm, 100), G height above the lowest point in cm, "
+    "B angle between surface normal and gravity in degrees + 38",
+    "gravity": "estimated from the depth of each frame",
+}
 
 
 def nyuv2_stem(index: int) -> str:
@@ -48,6 +66,7 @@ class _LabelledFile:
     mat: Any
     path: Path
     resources: NYUv2Resources
+    hha: bool = False
 
     def __post_init__(self) -> None:
         self.images = mat_key(self.mat, "images", self.path)
@@ -83,7 +102,17 @@ class _LabelledFile:
             label_dir("13", default=False): self.resources.lut_40_to_13[labels_40],
             label_dir("894", default=False): labels_894,
         }
+        if self.hha:
+            arrays["hha"] = self._hha(arrays["depth"], arrays["depth_raw"] > 0, where)
         return SampleData(arrays=arrays)
+
+    @staticmethod
+    def _hha(depth: np.ndarray, measured: np.ndarray, where: str) -> np.ndarray:
+        """HHA of the refined depth; as in the original, pixels without raw depth shape neither normals nor gravity."""
+        try:
+            return compute_hha(depth, KINECT_V1_RGB_INTRINSICS_0_BASED, valid=measured, intrinsics_size=KINECT_V1_SIZE)
+        except ValueError as error:
+            raise DatasetError(f"{where}: cannot compute HHA: {error}") from error
 
     def scene_types(self) -> dict[str, dict[str, str]]:
         """Per-frame scene type (``sceneTypes``: a cell array of strings behind object references), if present."""
@@ -96,17 +125,18 @@ class _LabelledFile:
 def _nyuv2_meta(sources: list[dict[str, Any]], image_size: tuple[int, int], options: dict[str, Any]) -> DatasetMeta:
     depth_details = {"unit": "mm", "invalid": 0, "m_to_mm": "round to nearest"}
     mapping_40 = f"raw 894-class labels mapped with mapClass of {NYUV2_MAPPING_40} (0 stays void)"
+    modalities = {
+        "rgb": ModalitySpec("rgb", "rgb"),
+        "depth": ModalitySpec(
+            "depth", "metric_mm", details=depth_details | {"variant": "refined (in-painted), 'depths'"}
+        ),
+        "depth_raw": ModalitySpec("depth_raw", "metric_mm", details=depth_details | {"variant": "raw, 'rawDepths'"}),
+    }
+    if options.get("hha"):
+        modalities["hha"] = ModalitySpec("hha", "hha", details=HHA_DETAILS)
     return DatasetMeta(
         dataset="nyuv2",
-        modalities={
-            "rgb": ModalitySpec("rgb", "rgb"),
-            "depth": ModalitySpec(
-                "depth", "metric_mm", details=depth_details | {"variant": "refined (in-painted), 'depths'"}
-            ),
-            "depth_raw": ModalitySpec(
-                "depth_raw", "metric_mm", details=depth_details | {"variant": "raw, 'rawDepths'"}
-            ),
-        },
+        modalities=modalities,
         label_sets={
             "40": LabelSetSpec(label_dir("40", default=True), NYUV2_40, details={"source": mapping_40}),
             "13": LabelSetSpec(
@@ -144,11 +174,13 @@ def prepare_nyuv2(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    hha: bool = False,
 ) -> PrepareSummary:
     """Prepare NYUv2 from ``nyu_depth_v2_labeled.mat`` into ``out_dir`` (canonical layout; needs h5py and scipy).
 
     Writes RGB, refined and raw depth (uint16 mm), labels for 40 classes (default, ``labels/``), 13 classes
     (``labels_13/``) and the 894 raw classes (``labels_894/``, uint16), the 795/654 split and ``meta.json``.
+    ``hha=True`` adds the modality ``hha`` (``hha/``, 8-bit RGB PNGs, see :mod:`rgbxseg.data.hha`).
     Interrupting is safe: a re-run resumes; ``overwrite=True`` restarts from scratch.
     """
     resources = nyuv2_resources()
@@ -156,8 +188,9 @@ def prepare_nyuv2(
     sources = [describe_file(mat_path, progress=progress)]
     sources += [describe_file(resource_path(name)) for name in (NYUV2_SPLITS, NYUV2_MAPPING_40, NYUV2_MAPPING_13)]
     with open_mat_v73(mat_path) as mat:
-        frames = _LabelledFile(mat, mat_path, resources)
-        meta = _nyuv2_meta(sources, frames.image_size, {})
+        frames = _LabelledFile(mat, mat_path, resources, hha=hha)
+        # Only a preparation with HHA names it: trees prepared without it keep their fingerprint and still resume.
+        meta = _nyuv2_meta(sources, frames.image_size, {"hha": True} if hha else {})
         splits = {
             "train": [nyuv2_stem(i) for i in resources.train_indices],
             "test": [nyuv2_stem(i) for i in resources.test_indices],

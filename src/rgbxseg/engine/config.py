@@ -13,7 +13,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ import yaml
 
 from ..models.base import ParamGroupRule
 from ..models.registry import get_model_spec
-from .evaluate import LOGIT_UPSAMPLING, EvalProtocol
+from .evaluate import EVAL_PROTOCOLS, LOGIT_UPSAMPLING, EvalProtocol
 
 
 class ConfigError(ValueError):
@@ -96,7 +96,7 @@ def between(low: float, high: float, *, default: Any = dataclasses.MISSING, high
     return field(default=default, metadata={_RULE: Rule(low, high, high_open=high_open)})
 
 
-def one_of(*choices: str, default: str) -> Any:
+def one_of(*choices: str, default: str | None) -> Any:
     """A field that takes one of the names ``choices``."""
     return field(default=default, metadata={_RULE: Rule(choices=choices)})
 
@@ -255,6 +255,9 @@ class ScheduleConfig(_Checked):
     poly_iterations: int | None = at_least(1, default=None)
     """Iteration at which the polynomial decay would reach 0 (default: the end of the run, or of each stage); the
     rate is held at its last value beyond it."""
+    poly_extra_epochs: float = at_least(0, default=0.0)
+    """Without ``poly_iterations``: the decay reaches 0 this many epochs after the end of the run (or stage), so the
+    last rate is not 0 (KTB: 1 — its WarmupPolyLR counts ``epochs + 1`` epochs)."""
     poly_from_start: bool = False
     """Count the decay from iteration 0 instead of from the end of the warm-up (TokenFusion, GeminiFusion)."""
     per_epoch: bool = False
@@ -270,15 +273,23 @@ class ScheduleConfig(_Checked):
 class EvalConfig(_Checked):
     every_epochs: int = at_least(0, default=0)
     """Validate every N epochs during training (0 = only at the end)."""
+    start_after_epoch: int = at_least(0, default=0)
+    """… but only after this many epochs (KTB's ``EVAL_START``: 200 on NYUv2); the last epoch always validates."""
     scales: tuple[float, ...] = above(0, default=(1.0,))
     flip: bool = False
     shorter_side: int | None = at_least(1, default=None)
     """Validate at this shorter side, rounded up to a multiple of 32 (GeminiFusion: 480); None = native."""
     logit_upsampling: str = one_of(*LOGIT_UPSAMPLING, default="bilinear")
     """``bilinear`` or ``bicubic`` (GeminiFusion) upsampling of the logits to the evaluated resolution."""
+    base_protocol: str | None = one_of(*EVAL_PROTOCOLS, default=None)
+    """Validate with this registered protocol (``rgbxseg eval --protocol``; KTB: ``ktb``) instead of the fields
+    above; ``shorter_side``, when set, replaces its evaluation size."""
 
     def protocol(self) -> EvalProtocol:
         """How training validates (``rgbxseg eval`` takes the same as options; its defaults are this class's)."""
+        if self.base_protocol is not None:
+            base = EVAL_PROTOCOLS[self.base_protocol]
+            return base if self.shorter_side is None else replace(base, shorter_side=self.shorter_side)
         return EvalProtocol(
             scales=self.scales, flip=self.flip, shorter_side=self.shorter_side, logit_upsampling=self.logit_upsampling
         )

@@ -55,13 +55,19 @@ class EvalProtocol:
             ``"softmax"`` (probabilities).
         align_corners: for resizing scaled scores back (the official multi-scale script uses ``True``).
         window / stride: sliding-window inference with this window (H, W) and stride instead of the whole image.
-        shorter_side: evaluate at another resolution (GeminiFusion: 480): image and labels resized so that the
-            shorter side has this length, then both sides up to a multiple of ``size_multiple`` (images bilinear
-            with antialiasing, as torchvision ≥ 0.17 resizes tensors; labels nearest); the metrics count the pixels
-            of that resolution.
+        shorter_side: evaluate at another resolution (GeminiFusion: 480; KTB: its config's eval size, 480 for
+            NYUv2, SUN RGB-D and MFNet, 720 for PST900, 1024 for DeLiVER): image and labels resized so that the
+            shorter side has this length (each side rounded to the nearest integer), then resized again so that both
+            sides are rounded up to a multiple of ``size_multiple`` (images bilinear, labels nearest); the metrics
+            count the pixels of that resolution.
+        resize_antialias: whether the bilinear ``shorter_side`` resizes of the images smooth when they shrink: True
+            as torchvision ≥ 0.17 resizes tensors (GeminiFusion), False as torchvision < 0.17 did (KTB pins
+            torchvision 0.11.1). Enlarging is the same either way.
         logit_upsampling: how the model's logits reach the input resolution: ``"bilinear"`` (the model's own
             ``forward``) or ``"bicubic"`` (from the decoder's resolution, as GeminiFusion's ``cv2.INTER_CUBIC``).
         size_floor: scaled sizes are floored to a multiple of this (DPLNet: 32) instead of rounded.
+        size_ceil: scaled sizes are floored to an integer, then rounded up to a multiple of this (KTB: 32, so ×1.25 of
+            480×640 runs at 608×800) instead of rounded; not with ``size_floor``.
         x_interpolation: how the X input is scaled: ``"nearest"`` (keeps depth edges) or ``"bilinear"`` (DPLNet).
         inputs_align_corners: align_corners of the bilinear input scaling (DPLNet: True).
         fuse_after_resize: take the softmax of the logits resized back to the input (DPLNet) instead of resizing
@@ -92,6 +98,7 @@ class EvalProtocol:
     size_multiple: int = 32
     logit_upsampling: str = "bilinear"
     size_floor: int | None = None
+    size_ceil: int | None = None
     x_interpolation: str = "nearest"
     inputs_align_corners: bool = False
     fuse_after_resize: bool = False
@@ -101,6 +108,7 @@ class EvalProtocol:
     sizes: tuple[tuple[int, int], ...] | None = None
     input_edges: str = "clamp"
     absent_classes: str = "skip"
+    resize_antialias: bool = True
 
     def __post_init__(self) -> None:
         if self.fusion not in _SCORE_FUSIONS:
@@ -113,13 +121,14 @@ class EvalProtocol:
             raise ValueError(f"logit_upsampling must be one of {LOGIT_UPSAMPLING}, got {self.logit_upsampling!r}")
         if (self.shorter_side is not None and self.shorter_side < 1) or self.size_multiple < 1:
             raise ValueError("shorter_side and size_multiple must be positive")
-        if self.size_floor is not None and self.size_floor < 1:
-            raise ValueError(f"size_floor must be positive, got {self.size_floor}")
-        if self.x_interpolation not in X_INTERPOLATION:
-            raise ValueError(f"x_interpolation must be one of {X_INTERPOLATION}, got {self.x_interpolation!r}")
-        if self.void_predictions not in VOID_PREDICTIONS:
-            raise ValueError(f"void_predictions must be one of {VOID_PREDICTIONS}, got {self.void_predictions!r}")
+        for name, multiple in (("size_floor", self.size_floor), ("size_ceil", self.size_ceil)):
+            if multiple is not None and multiple < 1:
+                raise ValueError(f"{name} must be positive, got {multiple}")
+        if self.size_floor is not None and self.size_ceil is not None:
+            raise ValueError("size_floor and size_ceil both round the scaled sizes; give one")
         for name, value, choices in (
+            ("x_interpolation", self.x_interpolation, X_INTERPOLATION),
+            ("void_predictions", self.void_predictions, VOID_PREDICTIONS),
             ("frame_resampling", self.frame_resampling, FRAME_RESAMPLING),
             ("input_edges", self.input_edges, INPUT_EDGES),
             ("absent_classes", self.absent_classes, ABSENT_CLASSES),
@@ -151,7 +160,11 @@ class EvalProtocol:
         return bilinear(rgb), x
 
     def scaled_size(self, height: int, width: int, scale: float) -> tuple[int, int]:
-        """The (H, W) of an input scaled by ``scale``: rounded, or floored to a multiple of ``size_floor``."""
+        """The (H, W) of an input scaled by ``scale``: rounded, floored to a multiple of ``size_floor``, or floored
+        to an integer and then rounded up to a multiple of ``size_ceil``."""
+        if self.size_ceil is not None:
+            m = self.size_ceil
+            return max(-(-int(height * scale) // m) * m, m), max(-(-int(width * scale) // m) * m, m)
         if self.size_floor is None:
             return max(round(height * scale), 1), max(round(width * scale), 1)
         m = self.size_floor
@@ -180,8 +193,8 @@ class EvalProtocol:
         scale = self.shorter_side / min(height, width)
         for size in ((round(height * scale), round(width * scale)), self.evaluation_size(height, width)):
             if tuple(rgb.shape[-2:]) != size:
-                rgb, x = (F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
-                          for t in (rgb, x))  # fmt: skip
+                rgb, x = (F.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                                        antialias=self.resize_antialias) for t in (rgb, x))  # fmt: skip
                 labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
         return rgb, x, labels
 
@@ -246,6 +259,28 @@ ASYMFORMER_OFFICIAL_MS = EvalProtocol(
 fixed 576×768 and 672×896 inputs resized from it with ``skimage.transform.resize`` (image bilinear with mirrored
 edges, depth nearest pixel centre), the raw logits of the larger two resized back bilinearly with
 ``align_corners=True`` and summed with the 480×640 ones; a mean IoU over all 40 classes."""
+KTB_PROTOCOL = EvalProtocol(shorter_side=480, fusion="softmax", resize_antialias=False, absent_classes="zero")
+"""KTB's ``val_mm.py`` ``evaluate`` (Keep the Balance, CVPR 2025), single scale: every frame resized so that its shorter
+side is the config's eval size (480 here; ``--shorter-side 720`` for PST900, 1024 for DeLiVER; each side rounded to
+the nearest integer), then again so that both sides are rounded up to a multiple of 32 (images and X bilinear without
+antialiasing, as the pinned torchvision 0.11 resizes tensors; labels nearest): 427×561 → 480×631 → 480×640, 720×1280
+→ 736×1280, 480×640 unchanged. The metrics count that resolution's pixels. One run, softmax, arg-max; the mean IoU is
+over all classes, a class that never occurs counting as 0. Not reproduced: the official code resizes 8-bit images
+and rounds them back to 8 bits after each resize (at most half a grey level)."""
+KTB_MULTI_SCALE = replace(
+    KTB_PROTOCOL,
+    scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    flip=True,
+    align_corners=True,
+    size_ceil=32,
+    x_interpolation="bilinear",
+    inputs_align_corners=True,
+    fuse_after_resize=True,
+)
+"""KTB's ``evaluate_msf`` (the configs' ``MSF``): the frames of :data:`KTB_PROTOCOL` (H × W), inputs (RGB and X
+alike) resized to ⌈⌊s·H⌋/32⌉·32 × ⌈⌊s·W⌋/32⌉·32 for s = 0.5, 0.75, 1, 1.25, 1.5, 1.75 (bilinear, align_corners=True;
+for 480×640: 256×320, 384×480, 480×640, 608×800, 736×960, 864×1120), each run's logits and those of its flipped input
+(flipped back) resized to H × W (bilinear, align_corners=True), softmax, all 12 summed."""
 EVAL_PROTOCOLS = {
     "default": SINGLE_SCALE,
     "asymformer-ms": OFFICIAL_MULTI_SCALE,
@@ -253,8 +288,10 @@ EVAL_PROTOCOLS = {
     "asymformer-official-ms": ASYMFORMER_OFFICIAL_MS,
     "geminifusion": GEMINIFUSION_PROTOCOL,
     "dplnet-ms": DPLNET_MULTI_SCALE,
+    "ktb": KTB_PROTOCOL,
+    "ktb-ms": KTB_MULTI_SCALE,
 }
-MULTI_SCALE_OF = {"default": "asymformer-ms", "asymformer-official": "asymformer-official-ms"}
+MULTI_SCALE_OF = {"default": "asymformer-ms", "asymformer-official": "asymformer-official-ms", "ktb": "ktb-ms"}
 """The multi-scale protocol that ``rgbxseg eval --multi-scale`` gives with each ``--protocol``."""
 
 
@@ -483,7 +520,7 @@ class EvaluationSetup:
                 " resampling, labels too), then"
                 if protocol.frame_size
                 else f"shorter side {protocol.shorter_side}, both sides up to a multiple of {protocol.size_multiple} "
-                "(labels nearest), then"
+                f"(images bilinear{'' if protocol.resize_antialias else ' without antialiasing'}, labels nearest), then"
                 if protocol.shorter_side
                 else "native,"
             )

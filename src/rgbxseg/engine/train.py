@@ -204,6 +204,12 @@ class Trainer:
         self.input_spec, self.x_modality = self._input_spec(dataset_meta)
         self.model.use_input_spec(self.input_spec)
         data = config.data
+        if data.batch_size < self.model.min_train_batch:
+            raise ConfigError(
+                f"{config.model.name} trains with batches of at least {self.model.min_train_batch} samples per process "
+                f"(see its min_train_batch), data.batch_size is {data.batch_size}; raise data.batch_size",
+                "data.batch_size",
+            )
         self.robust = RobustTraining(data.drop_rgb, data.drop_x, data.sensor_failures)
         try:
             self.robust.check(self.input_spec)
@@ -266,7 +272,7 @@ class Trainer:
         warmup = round(schedule.warmup_epochs * self.iterations_per_epoch) if warmup is None else warmup
         self.scheduler = build_scheduler(
             self.optimizer,
-            schedule.poly_iterations or iterations,
+            schedule.poly_iterations or iterations + round(schedule.poly_extra_epochs * self.iterations_per_epoch),
             warmup,
             schedule.warmup_start_factor,
             schedule.power,
@@ -570,7 +576,11 @@ class Trainer:
             stats = self._train_epoch(epoch)
             self.epoch = epoch + 1
             last = self.epoch == config.epochs
-            due = config.eval.every_epochs and self.epoch % config.eval.every_epochs == 0
+            due = (
+                config.eval.every_epochs
+                and self.epoch % config.eval.every_epochs == 0
+                and self.epoch > config.eval.start_after_epoch
+            )
             metrics = self.validate() if (due or last) else None
             self.history.append(
                 {

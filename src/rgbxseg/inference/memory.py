@@ -37,6 +37,9 @@ NETWORK_BYTES_PER_PIXEL: dict[str, int] = {
     "geminifusion_swin_s": 1871,
     "geminifusion_swin_l": 1607,
     "geminifusion_swin_l_w12": 1244,
+    "ktb_swin_t": 1892,
+    "ktb_swin_b": 2043,
+    "ktb_swin_l": 2113,
 }
 """Peak activation bytes per pixel of the network's input, per registered model (fp32, CPU, batch 1; results in
 ``benchmarks/results/activation_memory_cpu.json``). A model registered later without a value gets only the pixel

@@ -1,11 +1,12 @@
 """Models: backbones, fusion blocks, decoders, one module per method, the registry and the checkpoints."""
 
-from . import asymformer, dplnet, geminifusion  # noqa: F401  (register the model families)
+from . import asymformer, dplnet, geminifusion, ktb  # noqa: F401  (register the model families)
 from .asymformer import ASYMFORMER_NYUV2_EVAL, ASYMFORMER_RELEASE, ASYMFORMER_TRAIN, AsymFormer
 from .base import ParamGroupRule, SegmentationModel
 from .dplnet import DPLNet
 from .factory import create_model, load_model
 from .geminifusion import GeminiFusion
+from .ktb import KTB, mask_modalities
 from .layers import InputShapeError, InputSizeError, pad_to_multiple
 from .pretrained import BackboneMapping, PretrainedSource
 from .registry import (
@@ -34,6 +35,7 @@ __all__ = [
     "ASYMFORMER_RELEASE",
     "ASYMFORMER_TRAIN",
     "INPUT_SPECS",
+    "KTB",
     "MODELS",
     "AsymFormer",
     "BackboneMapping",
@@ -56,6 +58,7 @@ __all__ = [
     "load_backbone_weights",
     "load_model",
     "load_weights",
+    "mask_modalities",
     "pad_to_multiple",
     "read_checkpoint",
     "register_input_spec",

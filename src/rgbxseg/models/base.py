@@ -96,6 +96,9 @@ class SegmentationModel(nn.Module):
     frozen_train_mode: Literal["eval", "train"] = "eval"
     eval_in_training: tuple[str, ...] = ()
     param_group_rules: tuple[ParamGroupRule, ...] = ()
+    min_train_batch: int = 1
+    """The smallest training batch the model's training-time behaviour works with (KTB masks one sample's RGB and
+    another's X: 2); the trainer refuses a smaller ``data.batch_size`` before it starts."""
     half_precision_modules: tuple[str, ...] = ()
     """Regular expressions of sub-module names that keep the argmax when run in bf16/fp16 (see
     :func:`rgbxseg.models.optimize.optimize_for_inference`)."""

@@ -1,5 +1,6 @@
 """Cross-modal fusion blocks: AsymFormer's LAFS, CMA and SCC, the paper's Table I baselines (SE, MHSA), and
-GeminiFusion's pixel-wise fusion (:class:`PixelwiseFusion`).
+GeminiFusion's pixel-wise fusion (:class:`PixelwiseFusion`) and KTB's dynamic sparse cross-modality fusion
+(:class:`SparseCrossModalFusion`).
 
 An :class:`SCC` block fuses a depth map ``d`` (Cd channels) with an RGB map ``r`` (Cr channels) of the same size:
 
@@ -11,6 +12,7 @@ two slots, so the full model and its ablation variants are one class with differ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .folding import fold_bn_after_conv, fold_bn_after_linear, fold_bn_before_linear
-from .layers import Mlp, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
+from .layers import LayerNorm2d, Mlp, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
 
 
 def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
@@ -266,3 +268,167 @@ class PixelwiseFusion(nn.Module):
             self._direction(0, self.cross_attn_0_to_1, rgb, x),
             self._direction(1, self.cross_attn_1_to_0, x, rgb),
         )
+
+
+# --- KTB ---------------------------------------------------------------------------------------------------------
+
+DSCF_TABLE_SIZE = (119, 159)
+"""Rows × columns of each head's relative-position table: (2·60 − 1) × (2·80 − 1), from the released default query
+size 60 × 80, at every stage and input size (looked up in normalised coordinates, so free of the resolution)."""
+
+
+DSCF_QUERY_CHUNK = 4096
+"""Queries per block of DSCF's dense-to-sparse attention (bounds its memory on large frames)."""
+
+
+def conv_fan_out_init(module: nn.Module) -> None:
+    """KTB's model-wide initialisation: trunc-normal(0.02) linears, N(0, 2/(k²·out)) convs (the released code does not
+    divide by the groups, so depthwise convs start wider than He), unit norms, zero biases."""
+    if isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    else:
+        init_vit_weights(module)
+
+
+class ConvBatchNormGELU(nn.Sequential):
+    """k×k conv → BatchNorm → GELU (KTB's fused query; the released ``conv_bn_relu`` uses GELU)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.BatchNorm2d(out_channels), nn.GELU()
+        )
+
+    def fuse(self) -> nn.Sequential:
+        """The inference form: the BatchNorm folded into the conv."""
+        return nn.Sequential(fold_bn_after_conv(self[0], self[1]), self[2])
+
+
+class OffsetNetwork(nn.Module):
+    """DAT's offset predictor over one channel group: depthwise k×k conv (stride s, padding k//2) → channel
+    LayerNorm → GELU → 1×1 conv to two channels, (dy, dx) in normalised coordinates (channel 0 is vertical)."""
+
+    def __init__(self, channels: int, stride: int, kernel: int = 9) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels)
+        self.norm = LayerNorm2d(channels)
+        self.act = nn.GELU()
+        self.pointwise = nn.Conv2d(channels, 2, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.act(self.norm(self.depthwise(x))))
+
+
+def dat_reference_points(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(rows, cols, 2) DAT reference grid in (y, x): ((i + ½)/(rows − 1), (j + ½)/(cols − 1))·2 − 1. Shifted by
+    +1/(n − 1) against a centred grid (a DAT quirk the released weights were trained with, kept)."""
+    y = (torch.arange(rows, dtype=dtype, device=device) + 0.5) / (rows - 1.0) * 2.0 - 1.0
+    x = (torch.arange(cols, dtype=dtype, device=device) + 0.5) / (cols - 1.0) * 2.0 - 1.0
+    return torch.stack(torch.meshgrid(y, x, indexing="ij"), dim=-1)
+
+
+def corner_grid(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(rows·cols, 2) query positions in (y, x), exactly [−1, 1] corner to corner, row-major."""
+    y = torch.arange(rows, dtype=dtype, device=device) / (rows - 1.0) * 2.0 - 1.0
+    x = torch.arange(cols, dtype=dtype, device=device) / (cols - 1.0) * 2.0 - 1.0
+    return torch.stack(torch.meshgrid(y, x, indexing="ij"), dim=-1).reshape(rows * cols, 2)
+
+
+class SparseCrossModalAttention(nn.Module):
+    """The core of KTB's DSCF: every position of a fused query attends to a sparse set of 2n keys sampled from both
+    modalities at points that each modality's own offset network chooses.
+
+    For R, T (B, d, h, w): Q₀ = GELU(BN(conv3×3([R ‖ T]))), Q = proj_q(Q₀). Per channel group, offsets Δ_m =
+    φ_m(·) on a ⌈h/s⌉ × ⌈w/s⌉ grid give points p_m = clamp(ref + Δ_m, −1, 1); R, T and Q are sampled bilinearly at
+    p_rgb then p_x (2n keys, align_corners=True, zero padding). A gate (1×1 → ReLU → 1×1 → softmax over 2) of the
+    sampled Q weighs the sampled R against T per key; multi-head attention from all h·w queries to those keys adds a
+    bias looked up bilinearly in a per-head table at ½(q − p). Out = α ⊙ proj_out(O) + β ⊙ Q₀.
+    Heads follow groups: head k reads the keys of group ⌊k / (heads / groups)⌋.
+    """
+
+    def __init__(self, dim: int, stride: int, groups: int, heads: int, alpha: float) -> None:
+        super().__init__()
+        if dim % heads or dim % groups or heads % groups:
+            raise ValueError(f"DSCF width {dim} must split into {groups} groups and {heads} heads (heads per group)")
+        self.groups = groups
+        self.heads = heads
+        group_channels = dim // groups
+        self.offset_rgb = OffsetNetwork(group_channels, stride)
+        self.offset_x = OffsetNetwork(group_channels, stride)
+        self.query = ConvBatchNormGELU(2 * dim, dim, 3)
+        self.proj_q = nn.Conv2d(dim, dim, 1)
+        self.gate = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.ReLU(), nn.Conv2d(dim, 2, 1))
+        self.proj_k = nn.Conv2d(dim, dim, 1)
+        self.proj_v = nn.Conv2d(dim, dim, 1)
+        self.proj_out = nn.Conv2d(dim, dim, 1)
+        self.apply(conv_fan_out_init)
+        self.alpha = nn.Parameter(torch.full((dim,), alpha))
+        self.beta = nn.Parameter(torch.ones(dim))
+        self.rel_pos_table = nn.Parameter(torch.empty(heads, *DSCF_TABLE_SIZE))
+        nn.init.trunc_normal_(self.rel_pos_table, std=0.01, a=-2.0, b=2.0)
+
+    def sample_points(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B·G, 2n, 2) sampling points in (y, x): the n RGB-chosen ones, then the n X-chosen ones (row-major)."""
+        B, d, h, w = rgb.shape
+        points = []
+        for offsets, stream in ((self.offset_rgb, rgb), (self.offset_x, x)):
+            delta = offsets(stream.reshape(B * self.groups, d // self.groups, h, w)).permute(0, 2, 3, 1)
+            reference = dat_reference_points(delta.shape[1], delta.shape[2], delta.dtype, delta.device)
+            points.append((delta + reference).clamp(-1.0, 1.0).flatten(1, 2))
+        return torch.cat(points, dim=1)
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        B, d, h, w = rgb.shape
+        groups, heads = self.groups, self.heads
+        query_map = self.query(torch.cat([rgb, x], dim=1))
+        q = self.proj_q(query_map)
+        points = self.sample_points(rgb, x)  # (B·G, 2n, 2), (y, x)
+        keys = points.shape[1]
+        stacked = torch.cat([m.reshape(B * groups, d // groups, h, w) for m in (rgb, x, q)], dim=1)
+        sampled = F.grid_sample(stacked, points.flip(-1)[:, None], mode="bilinear", align_corners=True)
+        sampled = sampled.reshape(B, groups, 3, d // groups, keys)
+        sampled_rgb, sampled_x, sampled_q = (sampled[:, :, i].reshape(B, d, 1, keys) for i in range(3))
+        weights = self.gate(sampled_q).softmax(dim=1)  # (B, 2, 1, 2n): per key, RGB vs X
+        kv = weights[:, :1] * sampled_rgb + weights[:, 1:] * sampled_x
+        head_dim = d // heads
+        k = self.proj_k(kv).reshape(B * heads, head_dim, keys).transpose(1, 2)
+        v = self.proj_v(kv).reshape(B * heads, head_dim, keys).transpose(1, 2)
+        queries = q.reshape(B * heads, head_dim, h * w).transpose(1, 2)
+        positions = corner_grid(h, w, q.dtype, q.device)
+        table = self.rel_pos_table[None].expand(B, -1, -1, -1).reshape(B * groups, heads // groups, *DSCF_TABLE_SIZE)
+        chunks = []
+        for start in range(0, h * w, DSCF_QUERY_CHUNK):
+            # the bias and attention of a block of queries at a time: every query's softmax is its own, so the result
+            # is the same, and the memory grows with h·w instead of h·w × the keys (which grow with h·w too)
+            displacement = 0.5 * (positions[None, start : start + DSCF_QUERY_CHUNK, None] - points[:, None])
+            bias = F.grid_sample(table, displacement.flip(-1), mode="bilinear", align_corners=True)
+            chunk = queries[:, start : start + DSCF_QUERY_CHUNK]
+            mask = bias.reshape(B * heads, chunk.shape[1], keys)
+            chunks.append(F.scaled_dot_product_attention(chunk, k, v, attn_mask=mask))
+        out = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]
+        out = self.proj_out(out.transpose(1, 2).reshape(B, d, h, w))
+        return self.alpha[:, None, None] * out + self.beta[:, None, None] * query_map
+
+
+class SparseCrossModalFusion(nn.Module):
+    """KTB's DSCF at one stage: both normalised stage outputs (B, h·w, C) projected to d = C/8, fused by
+    :class:`SparseCrossModalAttention`, projected back to C (no residual from either stream)."""
+
+    def __init__(self, dim: int, rank: int, stride: int, groups: int, heads: int, alpha: float) -> None:
+        super().__init__()
+        self.down_rgb = nn.Linear(dim, rank)
+        self.down_x = nn.Linear(dim, rank)
+        self.up = nn.Linear(rank, dim)
+        self.apply(init_vit_weights)
+        for down in (self.down_rgb, self.down_x):
+            nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
+        self.attention = SparseCrossModalAttention(rank, stride, groups, heads, alpha)
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        fused = self.attention(tokens_to_map(self.down_rgb(rgb), h, w), tokens_to_map(self.down_x(x), h, w))
+        return self.up(map_to_tokens(fused))

@@ -24,14 +24,7 @@ from torch import nn
 
 from ..inputs import IMAGENET_RGB, ChannelNormalization, InputSpec, ModalityInput
 from .backbones.mit import MIT_CONFIGS, EfficientSelfAttention, MixTransformer, StreamLayerNorm
-from .backbones.swin import (
-    SWIN_CONFIGS,
-    SwinBlock,
-    SwinTransformer,
-    relative_position_index,
-    swin_from_microsoft,
-    swin_from_mmseg,
-)
+from .backbones.swin import SWIN_CONFIGS, SwinBlock, SwinTransformer, drop_position_indices, swin_layout
 from .base import ParamGroupRule, SegmentationModel
 from .decoders import MLPDecoder, segformer_head_to_current
 from .fusion import PixelwiseFusion
@@ -211,22 +204,13 @@ _RELEASED_RENAMES = (
         r".fusion.\1.",
     ),
 )
-_INDEX = re.compile(r"relative_position_index$")
 
 
 def released_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
     """The official (released) state-dict layout → ours, losslessly: wrapper segments dropped, the fusion modules under
     ``fusion``, mmcv's ``ConvModule`` names, decoder projections as 1×1 convs. Swin's ``relative_position_index``
     buffers are checked against the canonical index and dropped (ours is computed). Our own keys pass unchanged."""
-    out = {}
-    for old_key, value in state.items():
-        key = rename_key(old_key, _RELEASED_RENAMES)
-        if _INDEX.search(key):
-            window = round(value.shape[0] ** 0.5)
-            if not torch.equal(value, relative_position_index(window)):
-                raise ValueError(f"{old_key}: not the standard window-{window} relative position index")
-            continue
-        out[key] = value
+    out = {rename_key(key, _RELEASED_RENAMES): value for key, value in drop_position_indices(state).items()}
     return segformer_head_to_current(out, "decoder.")
 
 
@@ -239,9 +223,7 @@ _SWIN_COVERS = re.compile(r"^encoder\.(?!norm\d\.)(?!patch_embed\.norm\.)(?!.*\.
 def _swin_layout(state: Mapping[str, torch.Tensor], window: int) -> StateDict:
     """A Microsoft or OpenMMLab Swin checkpoint in Microsoft's layout, tables resized to ``window``, without the
     patch-embedding norm (the official loader never fills the per-modality norms there: they start at 1, 0)."""
-    mmseg = any(k.startswith(("stages.", "backbone.stages.")) for k in state)
-    state = swin_from_mmseg(state, window) if mmseg else swin_from_microsoft(state, window)
-    return {k: v for k, v in state.items() if not k.startswith("patch_embed.norm.")}
+    return {k: v for k, v in swin_layout(state, window).items() if not k.startswith("patch_embed.norm.")}
 
 
 def _expand(state: Mapping[str, torch.Tensor], own_keys: list[str]) -> StateDict:

@@ -21,6 +21,8 @@ class PaperFacts:
     """Numbers as published, with the protocol in the keys (e.g. ``"nyuv2 ms"``, ``"RTX 3090 fp32"``)."""
 
     params_m: float | None = None
+    trainable_params_m: float | None = None
+    """Trainable parameters as published, for parameter-efficient methods (KTB)."""
     gmacs: float | None = None
     gmacs_input: tuple[int, int] = (480, 640)
     miou: Mapping[str, float] = field(default_factory=dict)
@@ -30,6 +32,7 @@ class PaperFacts:
     def to_dict(self) -> dict[str, Any]:
         return {
             "params_m": self.params_m,
+            "trainable_params_m": self.trainable_params_m,
             "gmacs": self.gmacs,
             "gmacs_input": list(self.gmacs_input),
             "miou": dict(self.miou),

@@ -320,6 +320,7 @@ _MMSEG_RENAMES = (
 _MERGING_KEY = re.compile(r"^layers\.\d\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)$")
 _UNUSED_KEY = re.compile(r"(^head\.|^norm\.|relative_position_index$|attn_mask$)")
 _TABLE_KEY = re.compile(r"relative_position_bias_table$")
+_INDEX_KEY = re.compile(r"relative_position_index$")
 _UNFOLD_TO_CONCAT = (0, 2, 1, 3)
 """Position j of the mmseg (unfold) order ↔ position k of Microsoft's concat order; its own inverse."""
 
@@ -351,6 +352,26 @@ def swin_from_microsoft(state: Mapping[str, torch.Tensor], window: int) -> State
             continue
         out[key] = interpolate_bias_table(value, window) if _TABLE_KEY.search(key) else value
     return out
+
+
+def drop_position_indices(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """``state`` without its ``relative_position_index`` buffers (this layout computes them), each checked against the
+    standard index of its window first: a released file whose index differs was not made by this architecture."""
+    out = {}
+    for key, value in state.items():
+        if _INDEX_KEY.search(key):
+            window = round(value.shape[0] ** 0.5)
+            if not torch.equal(value, relative_position_index(window)):
+                raise ValueError(f"{key}: not the standard window-{window} relative position index")
+            continue
+        out[key] = value
+    return out
+
+
+def swin_layout(state: Mapping[str, torch.Tensor], window: int) -> StateDict:
+    """A Microsoft or OpenMMLab Swin checkpoint (told apart by its keys) → this layout, tables resized to ``window``."""
+    mmseg = any(k.startswith(("stages.", "backbone.stages.")) for k in state)
+    return swin_from_mmseg(state, window) if mmseg else swin_from_microsoft(state, window)
 
 
 def swin_from_mmseg(state: Mapping[str, torch.Tensor], window: int) -> StateDict:
