@@ -7,7 +7,6 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,25 +20,10 @@ from conftest import SMALL_MODELS
 from rgbxseg.bench import benchmark
 from rgbxseg.data.synthetic import render_scene
 from rgbxseg.export import export_onnx
-from rgbxseg.inputs import DEFAULT_RGBD
 from rgbxseg.models import ASYMFORMER_TRAIN
-from rgbxseg.models.base import SegmentationModel
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
 from rgbxseg.models.optimize import HalfPrecisionIsland, optimize_for_inference
-
-
-def randomise_batchnorms(model: nn.Module) -> nn.Module:
-    """Non-trivial running statistics and affine parameters, so that every fold is exercised."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            nn.init.normal_(module.running_mean, 0.0, 0.3)
-            nn.init.uniform_(module.running_var, 0.5, 2.0)
-            nn.init.normal_(module.weight, 1.0, 0.3)
-            nn.init.normal_(module.bias, 0.0, 0.3)
-        if isinstance(module, nn.LayerNorm) and module.elementwise_affine:
-            nn.init.normal_(module.weight, 1.0, 0.3)
-            nn.init.normal_(module.bias, 0.0, 0.3)
-    return model.eval()
+from toy_models import TinySegmenter, randomise_batchnorms
 
 
 @pytest.fixture(scope="module")
@@ -217,22 +201,6 @@ def test_inference_speed_script_measures_both_allocators(
     assert all(r["argmax_agreement"] >= 0.99 for r in rows if "fp32" in r["variant"])
     assert all(r["max_abs_logit_diff"] < 1e-4 for r in rows if "fp32" in r["variant"])
     assert "| 40x64 (padded) | 1 | baseline: as trained, fp32 | default |" in markdown.read_text()
-
-
-class TinySegmenter(SegmentationModel):
-    """Conv + BN stem and a linear head: enough to see what the compiled inference form does with weights, and
-    compiled in seconds (AsymFormer takes minutes on 2 cores; its compiled form is measured by the benchmark)."""
-
-    input_spec = replace(DEFAULT_RGBD, name="tiny", multiple=4)
-
-    def __init__(self) -> None:
-        super().__init__("tiny", num_classes=3)
-        self.stem = nn.Sequential(nn.Conv2d(4, 16, 4, stride=4), nn.BatchNorm2d(16), nn.GELU())
-        self.head = nn.Linear(16, 3)
-
-    def forward_decoder(self, rgb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        features = self.stem(torch.cat((rgb, x), dim=1))
-        return self.head(features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 def test_compiled_form_freezes_the_weights_and_matches() -> None:

@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="time the inference form (folded, reordered decoder, bf16 islands; on the CPU freed memory is reused)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the compiled form users get with predict/eval --compile: the inference form compiled ahead of time "
+        "with frozen weights (= --backend aot --optimize; the package is cached, see rgbxseg.models.aot)",
+    )
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
@@ -52,14 +58,14 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         device=args.device,
         dtype=args.dtype,
-        backend=args.backend,
+        backend="aot" if args.compile else args.backend,
         warmup=args.warmup,
         runs=args.runs,
         threads=args.threads,
         count_flops=not args.no_flops,
         onnx_exporter=args.exporter,
         progress=True,
-        optimize=args.optimize,
+        optimize=args.optimize or args.compile,
     )
     print(result.describe())
     if args.json:

@@ -10,6 +10,7 @@ from ..engine.metrics import ABSENT_CLASSES
 from ..engine.robustness import SUITES, robustness_weights
 from ..inputs import CHANNEL_ORDERS
 from ..io import refuse_existing
+from ..models.aot import AUTO_COMPILE_MIN_FRAMES, COMPILE_CACHE_ENV, COMPILE_MODES
 from ..models.registry import INPUT_SPECS
 from ._models import add_model_arguments, parse_size
 
@@ -83,6 +84,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the report (protocol + metrics) to this JSON file; its scores are fractions in [0, 1] where the "
         "console prints percent (its metrics.units says so)",
     )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="run the prediction through the inference form compiled ahead of time (one package per input size, "
+        f"cached across runs; the first compile of a size takes a minute or more). auto (default): for splits of "
+        f"{AUTO_COMPILE_MIN_FRAMES} or more images on the CPU, compiling a size the second time it runs",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=f"folder of the compiled packages (default: ${COMPILE_CACHE_ENV} or ~/.cache/rgbxseg/compiled)",
+    )
     parser.add_argument("--confusion", help="write the confusion-matrix plot to this PNG")
     robustness = parser.add_argument_group("robustness (missing and noisy modalities)")
     robustness.add_argument(
@@ -134,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.chart:
         raise ValueError("--chart needs --robustness")
-    report = evaluate_weights(args.weights, args.data, confusion_png=args.confusion, **common)
+    report = evaluate_weights(
+        args.weights,
+        args.data,
+        confusion_png=args.confusion,
+        compile=args.compile,
+        compile_cache=args.compile_cache,
+        **common,
+    )
     print(report.metrics.table())
     window = f", sliding window {protocol.window}" if protocol.window else ""
     print(

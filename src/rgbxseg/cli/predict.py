@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sized
 
 from ..inference import CAMERA_BACKENDS, OUTPUT_KINDS, Segmenter, camera_frames, open_frames, predict_frames, run_camera
 from ..inference.depth import AUTO, AUTO_RULES, DEPTH_CHECKS, DEPTH_UNITS
 from ..inference.memory import DEFAULT_MAX_PIXELS
+from ..models.aot import AUTO_COMPILE_MIN_FRAMES, COMPILE_CACHE_ENV, COMPILE_MODES, should_compile
 from ..runtime import DTYPES
 from ._models import add_model_arguments, model_from_args
 
@@ -67,6 +70,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the inference form (folded, reordered decoder, bf16 islands; on the CPU freed memory is reused)",
     )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="run the inference form compiled ahead of time with frozen weights, one package per frame size, cached "
+        f"across runs (the first compile of a size takes a minute or more). auto (default): for cameras and for "
+        f"{AUTO_COMPILE_MIN_FRAMES} or more frames on the CPU, compiling a size the second time it runs",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=f"folder of the compiled packages (default: ${COMPILE_CACHE_ENV} or ~/.cache/rgbxseg/compiled)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS))
     parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="overlay and panel format")
@@ -89,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         frames = camera_frames(device, args.camera_backend, args.max_frames)
     else:
         frames = open_frames(args.rgb or args.rgb_dir, args.x or args.x_dir)  # fails fast on bad paths
+    count = len(frames) if isinstance(frames, Sized) else None
+    compile_now, why = should_compile(args.compile, frames=count, stream=args.camera is not None, device=args.device)
+    if compile_now:
+        print(f"rgbxseg predict: compiling ({why})", file=sys.stderr)
     segmenter = Segmenter(
         model_from_args(args),
         device=args.device,
@@ -98,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         input_size=tuple(args.input_size) if args.input_size else None,
         max_pixels=args.max_pixels or None,
         optimize=args.optimize,
+        compile=compile_now,
+        compile_cache=args.compile_cache,
+        compile_after=2 if args.compile == "auto" else 1,
     )
     suffix = f".{args.image_format}"
     if args.camera is not None:

@@ -10,6 +10,7 @@ import functools
 import itertools
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -27,6 +28,7 @@ from ..data.layout import read_meta
 from ..inputs import InputSpec
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
+from ..models.aot import compile_for_inference, should_compile
 from ..models.base import SegmentationModel
 from ..models.layers import pad_to_multiple, resize_bilinear_mirrored
 from ..models.registry import get_input_spec
@@ -602,6 +604,28 @@ def prepare_evaluation(
     return EvaluationSetup(model, dataset, spec, x_modality, scored, str(weights), str(data_root), split)
 
 
+def _compiled_runner(
+    setup: EvaluationSetup, protocol: EvalProtocol, mode: str, cache_dir: str | os.PathLike[str] | None
+) -> torch.nn.Module:
+    """The model, or its compiled inference form where ``mode`` asks for it and the protocol can use it."""
+    model = setup.model
+    device = str(next(model.parameters()).device)
+    compile_now, why = should_compile(mode, frames=len(setup.dataset), stream=False, device=device)
+    usable = setup.output is None and protocol.logit_upsampling == "bilinear"
+    if compile_now and not usable and mode == "on":
+        raise ValueError("--compile runs the prediction output with bilinear logits; drop --output and "
+                         "--logit-upsampling, or --compile")  # fmt: skip
+    if not (compile_now and usable):
+        return model
+    tqdm.write(f"rgbxseg eval: compiling ({why})", file=sys.stderr)
+    log = functools.partial(_status, "rgbxseg eval")
+    return compile_for_inference(model, cache_dir=cache_dir, compile_after=1 if mode == "on" else 2, log=log)
+
+
+def _status(prefix: str, message: str) -> None:
+    tqdm.write(f"{prefix}: {message}", file=sys.stderr)
+
+
 def evaluate_weights(
     weights: str | os.PathLike[str],
     data_root: str | os.PathLike[str],
@@ -612,22 +636,28 @@ def evaluate_weights(
     json_path: str | os.PathLike[str] | None = None,
     confusion_png: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    compile: str = "off",
+    compile_cache: str | os.PathLike[str] | None = None,
     **load: Any,
 ) -> EvalReport:
     """Evaluate a weights file on a canonical dataset split and describe exactly how (``rgbxseg eval``).
 
     ``load``: the keyword arguments of :func:`prepare_evaluation` (split, model name, output, X modality, label set,
     input spec, channel order, device). Inference runs at each image's own resolution (or the protocol's), padded to
-    the model's multiple and cropped back.
+    the model's multiple and cropped back. ``compile`` (``auto``, ``on``, ``off``; see
+    :func:`rgbxseg.models.aot.should_compile`) runs the prediction through the compiled inference form, its packages
+    cached in ``compile_cache``; a size is compiled the second time it runs (``on``: the first).
     """
     setup = prepare_evaluation(weights, data_root, **load)
     model, dataset = setup.model, setup.dataset
+    runner = _compiled_runner(setup, protocol, compile, compile_cache)
     started = time.perf_counter()
     metrics = evaluate(
-        model, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, protocol=protocol,
+        runner, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, protocol=protocol,
         x_modality=setup.x_modality, output=setup.output, batch_size=batch_size, workers=workers, progress=progress,
     )  # fmt: skip
     report = EvalReport(metrics=metrics, protocol=setup.describe(protocol), seconds=time.perf_counter() - started)
+    report.protocol["compiled"] = runner is not model
     if json_path is not None:
         with atomic_write_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2))
