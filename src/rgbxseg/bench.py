@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from tqdm import tqdm
 
 from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tensorrt
-from .models.aot import CompiledInference, compile_for_inference
+from .models.aot import CompiledInference, compile_for_inference, stderr_log
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import InferenceModel, optimize_for_inference
@@ -263,18 +262,13 @@ def _aot_runner(setup: BenchSetup) -> Runner:
     weights, its package cached across processes; compiling (or loading the cached package) is setup time."""
     model = setup.model
     if isinstance(model, InferenceModel):
-        compiled = CompiledInference(model, log=_status)
+        compiled = CompiledInference(model, log=stderr_log("bench"))
     else:
-        compiled = compile_for_inference(
-            model, dtype=setup.dtype if setup.dtype != torch.float32 else None, log=_status
-        )
+        dtype = setup.dtype if setup.dtype != torch.float32 else None
+        compiled = compile_for_inference(model, dtype=dtype, log=stderr_log("bench"))
     run = _eager_runner(BenchSetup(compiled, setup.inputs, setup.device, torch.float32, setup.threads, ""))  # type: ignore[arg-type]
     run()
     return run
-
-
-def _status(message: str) -> None:
-    tqdm.write(f"bench: {message}", file=sys.stderr)
 
 
 def _onnx_file(setup: BenchSetup, folder: str, opset: int | None = None) -> Path:

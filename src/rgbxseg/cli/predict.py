@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sized
 
 from ..inference import CAMERA_BACKENDS, OUTPUT_KINDS, Segmenter, camera_frames, open_frames, predict_frames, run_camera
 from ..inference.depth import AUTO, AUTO_RULES, DEPTH_CHECKS, DEPTH_UNITS
 from ..inference.memory import DEFAULT_MAX_PIXELS
-from ..models.aot import AUTO_COMPILE_MIN_FRAMES, COMPILE_CACHE_ENV, COMPILE_MODES, should_compile
+from ..models.aot import (
+    AUTO_COMPILE_MIN_FRAMES,
+    COMPILE_CACHE_ENV,
+    COMPILE_MODES,
+    compile_after_runs,
+    should_compile,
+    stderr_log,
+)
 from ..runtime import DTYPES
 from ._models import add_model_arguments, model_from_args
 
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     count = len(frames) if isinstance(frames, Sized) else None
     compile_now, why = should_compile(args.compile, frames=count, stream=args.camera is not None, device=args.device)
     if compile_now:
-        print(f"rgbxseg predict: compiling ({why})", file=sys.stderr)
+        stderr_log("rgbxseg predict")(f"compiling ({why})")
     segmenter = Segmenter(
         model_from_args(args),
         device=args.device,
@@ -120,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         compile=compile_now,
         compile_cache=args.compile_cache,
-        compile_after=2 if args.compile == "auto" else 1,
+        compile_after=compile_after_runs(args.compile),
     )
     suffix = f".{args.image_format}"
     if args.camera is not None:

@@ -10,7 +10,6 @@ import functools
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +27,7 @@ from ..data.layout import read_meta
 from ..inputs import InputSpec
 from ..io import atomic_write_path, file_digest
 from ..models import load_model
-from ..models.aot import compile_for_inference, should_compile
+from ..models.aot import compile_after_runs, compile_for_inference, should_compile, stderr_log
 from ..models.base import SegmentationModel
 from ..models.layers import pad_to_multiple, resize_bilinear_mirrored
 from ..models.registry import get_input_spec
@@ -617,13 +616,9 @@ def _compiled_runner(
                          "--logit-upsampling, or --compile")  # fmt: skip
     if not (compile_now and usable):
         return model
-    tqdm.write(f"rgbxseg eval: compiling ({why})", file=sys.stderr)
-    log = functools.partial(_status, "rgbxseg eval")
-    return compile_for_inference(model, cache_dir=cache_dir, compile_after=1 if mode == "on" else 2, log=log)
-
-
-def _status(prefix: str, message: str) -> None:
-    tqdm.write(f"{prefix}: {message}", file=sys.stderr)
+    log = stderr_log("rgbxseg eval")
+    log(f"compiling ({why})")
+    return compile_for_inference(model, cache_dir=cache_dir, compile_after=compile_after_runs(mode), log=log)
 
 
 def evaluate_weights(

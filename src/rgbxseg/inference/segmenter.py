@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -10,12 +9,11 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..classes import ClassSet
 from ..inputs import ENCODINGS, InputSpec
 from ..metadata import WeightsMetadata
-from ..models.aot import compile_for_inference
+from ..models.aot import compile_for_inference, stderr_log
 from ..models.base import SegmentationModel
 from ..models.factory import create_model, load_model
 from ..models.layers import nearest_multiples, pad_to_multiple, resize, valid_size
@@ -47,11 +45,6 @@ class Prediction:
             raise ValueError("this prediction has no logits; call predict(..., return_logits=True)")
         shifted = np.exp(self.logits - self.logits.max(axis=0, keepdims=True))
         return shifted / shifted.sum(axis=0, keepdims=True)
-
-
-def _status(message: str) -> None:
-    """Progress of slow one-off steps (compiling), on stderr without breaking progress bars."""
-    tqdm.write(f"rgbxseg: {message}", file=sys.stderr)
 
 
 class Segmenter:
@@ -140,8 +133,9 @@ class Segmenter:
         self.run_model: ModelRunner = self.model
         self.autocast_dtype = self.dtype
         if compile:
+            log = stderr_log("rgbxseg")
             self.run_model = compile_for_inference(
-                self.model, dtype=self.dtype, cache_dir=compile_cache, compile_after=compile_after, log=_status
+                self.model, dtype=self.dtype, cache_dir=compile_cache, compile_after=compile_after, log=log
             )
             self.autocast_dtype = torch.float32
         elif optimize:

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .base import SegmentationModel
 from .optimize import InferenceModel, optimize_for_inference
@@ -85,6 +87,17 @@ def should_compile(mode: str, *, frames: int | None, stream: bool, device: str) 
     )
     fallback = (False, f"fewer than {AUTO_COMPILE_MIN_FRAMES} frames: compiling would not pay (--compile on forces it)")
     return next(((decided, why) for applies, decided, why in decisions if applies), fallback)
+
+
+def compile_after_runs(mode: str) -> int:
+    """The run of a frame size that compiles it under ``--compile MODE``: ``auto`` the second (a one-off size never
+    pays a compile), ``on`` the first."""
+    return 2 if mode == "auto" else 1
+
+
+def stderr_log(prefix: str) -> Log:
+    """A ``log`` writing ``prefix: message`` to stderr without breaking progress bars."""
+    return lambda message: tqdm.write(f"{prefix}: {message}", file=sys.stderr)
 
 
 def weights_digest(module: nn.Module) -> str:

@@ -43,7 +43,7 @@ from .backbones.swin import (
     SwinBlock,
     SwinTransformer,
     drop_position_indices,
-    merging_mmseg_to_microsoft,
+    swin_from_mmseg,
     swin_layout,
 )
 from .base import SegmentationModel
@@ -76,6 +76,8 @@ TEACHING_WEIGHT = 0.01
 DROP_PATH = 0.3
 MIN_SIZE = 33
 """Below 33 pixels a DSCF grid is 1×1 and its coordinates divide by zero (the released code returns NaN)."""
+RELEASED_WINDOW = 12
+"""The Swin window of every released KTB model (Swin-B and Swin-L, 384 px)."""
 MIN_TRAIN_BATCH = 2
 """Masked modality self-teaching zeroes one sample's RGB and a different sample's X: a batch needs two samples."""
 
@@ -341,7 +343,7 @@ class KTB(SegmentationModel):
         }
 
     def convert_checkpoint(self, state: StateDict) -> StateDict:
-        return released_to_current(state)
+        return released_to_current(state, self.backbone.config.window_size)
 
     def pretrained_backbone_mappings(self) -> dict[str, BackboneMapping]:
         window = self.backbone.config.window_size
@@ -357,17 +359,12 @@ class KTB(SegmentationModel):
 _RELEASED_RENAMES = (
     (re.compile(r"^backbone\.extra_patch_embed\.projection\."), "patch_embed_x.proj."),
     (re.compile(r"^backbone\.extra_patch_embed\."), "patch_embed_x."),
-    (re.compile(r"^backbone\.patch_embed\.projection\."), "backbone.patch_embed.proj."),
     (re.compile(r"^backbone\.extra_norm(\d)\."), r"out_norm_x.\1."),
     (re.compile(r"^backbone\.fuse_norm(\d)\."), r"out_norm_fuse.\1."),
-    (re.compile(r"\.attn\.w_msa\."), ".attn."),
-    (re.compile(r"\.ffn\.layers\.0\.0\."), ".mlp.fc1."),
-    (re.compile(r"\.ffn\.layers\.1\."), ".mlp.fc2."),
     (re.compile(r"\.MLP_RGB_Adapter\.D_fc1\."), ".adapter_rgb.down."),
     (re.compile(r"\.MLP_RGB_Adapter\.D_fc2\."), ".adapter_rgb.up."),
     (re.compile(r"\.MLP_DTE_Adapter\.D_fc1\."), ".adapter_x.down."),
     (re.compile(r"\.MLP_DTE_Adapter\.D_fc2\."), ".adapter_x.up."),
-    (re.compile(r"^backbone\.stages\.(\d)\."), r"backbone.layers.\1."),
     (re.compile(r"^backbone\.MPGBlocks\.(\d)\.D_fc1\."), r"mapa.\1.down_rgb."),
     (re.compile(r"^backbone\.MPGBlocks\.(\d)\.D_fc2\."), r"mapa.\1.down_x."),
     (re.compile(r"^backbone\.MPGBlocks\.(\d)\.P_fc2\."), r"mapa.\1.unify."),
@@ -390,18 +387,20 @@ _RELEASED_RENAMES = (
     (re.compile(r"\.attention\.rpe_table$"), ".attention.rel_pos_table"),
     (re.compile(r"^decode_head_dte\."), "decode_head_x."),
 )
-_RELEASED_MERGING = re.compile(r"^backbone\.stages\.\d\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)$")
 
 
-def released_to_current(state: Mapping[str, torch.Tensor]) -> StateDict:
+def released_to_current(state: Mapping[str, torch.Tensor], window: int = RELEASED_WINDOW) -> StateDict:
     """The released layout (``CMNeXt("SwinTransformer-B|L", K, …).state_dict()``: mmseg Swin names, ``MPGBlocks``,
-    ``DeformMPGBlocks``, ``extra_*`` and ``decode_head_dte``) → ours, losslessly: the patch-merging weights reordered
-    from mmseg's unfold order to the shared Swin's gather order, the 24 ``relative_position_index`` buffers checked
-    against the standard index and dropped, the heads' Linear projections as 1×1 convs. Our own keys pass."""
-    out = {}
-    for key, value in drop_position_indices(state).items():
-        new_key = rename_key(key, _RELEASED_RENAMES)
-        out[new_key] = merging_mmseg_to_microsoft(value) if _RELEASED_MERGING.match(key) else value
+    ``DeformMPGBlocks``, ``extra_*`` and ``decode_head_dte``) → ours, losslessly: the 24 ``relative_position_index``
+    buffers checked against the standard index and dropped, the Swin under ``backbone.`` through the shared mmseg
+    conversion (:func:`~rgbxseg.models.backbones.swin.swin_from_mmseg`: names, patch-merging weights reordered from
+    mmseg's unfold order; ``window``: the model's, the released one 12), KTB's modules renamed, the heads' Linear
+    projections as 1×1 convs. Our own keys pass."""
+    state = drop_position_indices(state)
+    swin = swin_from_mmseg({k: v for k, v in state.items() if k.startswith("backbone.")}, window)
+    renamed = {"backbone." + key: value for key, value in swin.items()}
+    renamed.update((key, value) for key, value in state.items() if not key.startswith("backbone."))
+    out = {rename_key(key, _RELEASED_RENAMES): value for key, value in renamed.items()}
     for prefix in ("decode_head.", "decode_head_rgb.", "decode_head_x."):
         out = segformer_head_to_current(out, prefix)
     return out
