@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -108,3 +109,39 @@ def test_matrix_script_writes_markdown_and_json(tmp_path: Path, benchmark_script
     text = markdown.read_text()
     assert "| asymformer_b0_t_cat | eager | bf16 |" in text and "1.00×" in text and "Machine:" in text
     assert json.loads(markdown.with_suffix(".json").read_text())["results"][0]["backend"] == "eager"
+
+
+def test_the_official_implementation_is_imported_from_a_checkout_with_stand_ins_for_timm_and_thop(
+    tmp_path: Path, benchmark_script: Callable[[str], ModuleType]
+) -> None:
+    """A checkout shaped like Fourier7754/AsymFormer (its B0_T here is rgbxseg's network under the official name and
+    imports): the loader imports it, shares one set of weights with rgbxseg's model, and says what it stood in for."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "AsymFormer.py").write_text(
+        "from thop import profile\n"
+        "from timm.models.layers import DropPath, to_2tuple, trunc_normal_\n"
+        "import rgbxseg\n\n"
+        "class B0_T(rgbxseg.AsymFormer):\n"
+        "    def __init__(self, num_classes, pretrained_backbone=True):\n"
+        "        super().__init__(num_classes=num_classes)\n"
+        "        assert to_2tuple(3) == (3, 3) and DropPath(0.1).eval()\n"
+    )
+
+    def forget_imports() -> None:
+        for name in [name for name in sys.modules if name.split(".")[0] in ("src", "timm", "thop")]:
+            del sys.modules[name]
+
+    forget_imports()
+    try:
+        for top in ("timm", "thop"):
+            sys.modules[top] = None  # not importable, as on a torch build without torchvision
+        loader = benchmark_script("official_asymformer")
+        official, ours, replaced = loader.load_official(tmp_path)
+        assert replaced == ["timm", "thop"]
+        rgb, depth = torch.randn(1, 3, 64, 64), torch.randn(1, 1, 64, 64)
+        with torch.inference_mode():
+            torch.testing.assert_close(official(rgb, depth), ours(rgb, depth), rtol=0, atol=1e-5)
+        with pytest.raises(FileNotFoundError, match="must name a checkout of Fourier7754/AsymFormer"):
+            loader.load_official(tmp_path / "elsewhere")
+    finally:
+        forget_imports()

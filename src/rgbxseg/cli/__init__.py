@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from ..errors import RgbxsegError
 from ..version import __version__
-from . import bench, check_dataset, demo, evaluate, export, info, predict, prepare, train
+from . import bench, check_dataset, demo, evaluate, export, info, predict, prepare, quantize, train
 
-COMMANDS = (demo, info, prepare, check_dataset, train, evaluate, predict, export, bench)
+COMMANDS = (demo, info, prepare, check_dataset, train, evaluate, predict, quantize, export, bench)
 """Modules with ``register(subparsers)``; each registers one subcommand and sets ``handler``."""
 
 

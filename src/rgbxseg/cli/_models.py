@@ -13,7 +13,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool)
     parser.add_argument(
         "--weights",
         required=weights_required,
-        help="weights file (rgbxseg safetensors, official or training checkpoint)",
+        help="weights file (rgbxseg safetensors, official or training checkpoint; predict and eval also take an int8 "
+        "file from rgbxseg quantize)",
     )
     parser.add_argument(
         "--model",

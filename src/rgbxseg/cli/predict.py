@@ -16,6 +16,7 @@ from ..models.aot import (
     should_compile,
     stderr_log,
 )
+from ..models.quantize import is_int8_file
 from ..runtime import DTYPES
 from ._models import add_model_arguments, model_from_args
 
@@ -112,22 +113,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         frames = open_frames(args.rgb or args.rgb_dir, args.x or args.x_dir)  # fails fast on bad paths
     count = len(frames) if isinstance(frames, Sized) else None
-    compile_now, why = should_compile(args.compile, frames=count, stream=args.camera is not None, device=args.device)
-    if compile_now:
-        stderr_log("rgbxseg predict")(f"compiling ({why})")
-    segmenter = Segmenter(
-        model_from_args(args),
-        device=args.device,
-        dtype=args.dtype,
-        depth_unit=args.depth_unit,
-        size_policy=args.size_policy,
-        input_size=tuple(args.input_size) if args.input_size else None,
-        max_pixels=args.max_pixels or None,
-        optimize=args.optimize,
-        compile=compile_now,
-        compile_cache=args.compile_cache,
-        compile_after=compile_after_runs(args.compile),
-    )
+    common = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "depth_unit": args.depth_unit,
+        "size_policy": args.size_policy,
+        "input_size": tuple(args.input_size) if args.input_size else None,
+        "max_pixels": args.max_pixels or None,
+        "compile_cache": args.compile_cache,
+    }
+    if is_int8_file(args.weights):  # made by rgbxseg quantize: always compiled
+        segmenter = Segmenter.from_int8(args.weights, **common)
+    else:
+        compile_now, why = should_compile(
+            args.compile, frames=count, stream=args.camera is not None, device=args.device
+        )
+        if compile_now:
+            stderr_log("rgbxseg predict")(f"compiling ({why})")
+        segmenter = Segmenter(
+            model_from_args(args),
+            optimize=args.optimize,
+            compile=compile_now,
+            compile_after=compile_after_runs(args.compile),
+            **common,
+        )
     suffix = f".{args.image_format}"
     if args.camera is not None:
         summary = run_camera(

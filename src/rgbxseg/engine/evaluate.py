@@ -30,6 +30,7 @@ from ..models import load_model
 from ..models.aot import compile_after_runs, compile_for_inference, should_compile, stderr_log
 from ..models.base import SegmentationModel
 from ..models.layers import pad_to_multiple, resize_bilinear_mirrored
+from ..models.quantize import Int8Calibration, int8_inference, is_int8_file, load_int8
 from ..models.registry import get_input_spec
 from ..runtime import resolve_device
 from .metrics import ABSENT_CLASSES, ConfusionMatrix, SegmentationMetrics
@@ -505,6 +506,8 @@ class EvaluationSetup:
     weights: str
     data_root: str
     split: str
+    int8: Int8Calibration | None = None
+    """The calibration of an int8 file (``rgbxseg quantize``): the prediction runs in its int8 form."""
 
     @property
     def output(self) -> str | None:
@@ -573,7 +576,12 @@ def prepare_evaluation(
     ``channel_order`` (``"rgb"`` or ``"bgr"``) overrides the order in which the spec feeds the colour channels, to
     find out which order a file without metadata was trained on.
     """
-    model = load_model(weights, model_name).to(resolve_device(device))
+    int8 = None
+    if is_int8_file(weights):
+        model, int8, _ = load_int8(weights)
+    else:
+        model = load_model(weights, model_name)
+    model = model.to(resolve_device(device))
     if input_spec is not None:
         model.use_input_spec(get_input_spec(input_spec))
     if channel_order is not None:
@@ -600,15 +608,21 @@ def prepare_evaluation(
             f"{weights} predicts {model.num_label_classes} classes but {data_root} ({dataset.label_set} label set) has "
             f"{dataset.num_classes}; evaluate on the matching label set (--label-set)"
         )
-    return EvaluationSetup(model, dataset, spec, x_modality, scored, str(weights), str(data_root), split)
+    return EvaluationSetup(model, dataset, spec, x_modality, scored, str(weights), str(data_root), split, int8)
 
 
 def _compiled_runner(
     setup: EvaluationSetup, protocol: EvalProtocol, mode: str, cache_dir: str | os.PathLike[str] | None
 ) -> torch.nn.Module:
-    """The model, or its compiled inference form where ``mode`` asks for it and the protocol can use it."""
+    """The model, or its compiled inference form where ``mode`` asks for it and the protocol can use it; an int8
+    file's int8 form whatever ``mode`` says."""
     model = setup.model
     device = str(next(model.parameters()).device)
+    if setup.int8 is not None:
+        if setup.output is not None or protocol.logit_upsampling != "bilinear" or device != "cpu":
+            raise ValueError(f"{setup.weights} is an int8 model: it runs on the CPU (--device cpu) with its prediction "
+                             "output and bilinear logits; drop --output and --logit-upsampling")  # fmt: skip
+        return int8_inference(model, setup.int8, cache_dir=cache_dir, log=stderr_log("rgbxseg eval"))
     compile_now, why = should_compile(mode, frames=len(setup.dataset), stream=False, device=device)
     usable = setup.output is None and protocol.logit_upsampling == "bilinear"
     if compile_now and not usable and mode == "on":
@@ -653,6 +667,7 @@ def evaluate_weights(
     )  # fmt: skip
     report = EvalReport(metrics=metrics, protocol=setup.describe(protocol), seconds=time.perf_counter() - started)
     report.protocol["compiled"] = runner is not model
+    report.protocol["int8"] = setup.int8 is not None
     if json_path is not None:
         with atomic_write_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2))

@@ -328,6 +328,9 @@ def robustness_weights(
     """``rgbxseg eval --robustness``: :func:`evaluate_robustness` of a weights file on a dataset split, with the JSON
     report and the chart; ``load``: the keyword arguments of :func:`~rgbxseg.engine.evaluate.prepare_evaluation`."""
     setup = prepare_evaluation(weights, data_root, **load)
+    if setup.int8 is not None:
+        raise ValueError(f"{weights} is an int8 model; the robustness evaluation runs float weights: give the file it "
+                         "was quantised from")  # fmt: skip
     dataset = setup.dataset
     report = evaluate_robustness(
         setup.model, dataset, num_classes=dataset.num_classes, class_names=dataset.class_set.names, suites=suites,

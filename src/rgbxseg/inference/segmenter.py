@@ -18,6 +18,7 @@ from ..models.base import SegmentationModel
 from ..models.factory import create_model, load_model
 from ..models.layers import nearest_multiples, pad_to_multiple, resize, valid_size
 from ..models.optimize import optimize_for_inference
+from ..models.quantize import Int8Calibration, int8_inference, load_int8
 from ..models.weights import PathLike, default_metadata
 from ..runtime import autocast, resolve_device, resolve_dtype, retain_freed_memory
 from .depth import DepthUnit, DepthUnitLike, depth_to_mm, resolve_depth_unit
@@ -80,6 +81,9 @@ class Segmenter:
         compile_cache: the package folder (default: ``$RGBXSEG_COMPILE_CACHE`` or ``~/.cache/rgbxseg/compiled``).
         compile_after: compile a shape the n-th time it runs (1: at once; 2: a one-off shape, such as a folder's last
             partial batch, runs uncompiled); a shape with a cached package is loaded at once.
+        int8: run the model's int8 form with this calibration (:mod:`rgbxseg.models.quantize`; usually through
+            :meth:`from_int8`): each input shape quantised and compiled ahead of time, cached like ``compile``'s
+            packages (``compile_cache``). CPU only, float32 ``dtype``.
         prepare_model: a further step applied once to the (optimised) eval model, e.g. ``torch.compile``.
         max_pixels: the memory guard. A frame with more pixels at the network's input size (default 4096×4096), or
             whose prediction would need more memory than was free when the segmenter started (estimated from
@@ -103,6 +107,7 @@ class Segmenter:
         compile: bool = False,
         compile_cache: PathLike | None = None,
         compile_after: int = 1,
+        int8: Int8Calibration | None = None,
         prepare_model: PrepareModel | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
@@ -130,27 +135,48 @@ class Segmenter:
         self.depth_unit: DepthUnit | Literal["auto"] = resolve_depth_unit(depth_unit)
         self.size_policy = size_policy
         self.input_size = input_size
-        self.run_model: ModelRunner = self.model
-        self.autocast_dtype = self.dtype
-        if compile:
-            log = stderr_log("rgbxseg")
-            self.run_model = compile_for_inference(
-                self.model, dtype=self.dtype, cache_dir=compile_cache, compile_after=compile_after, log=log
-            )
-            self.autocast_dtype = torch.float32
-        elif optimize:
-            self.run_model, self.autocast_dtype = optimize_for_inference(self.model, dtype=self.dtype), torch.float32
-        if (optimize or compile) and self.device.type == "cpu":
+        self.run_model = self._inference_form(optimize, compile, compile_cache, compile_after, int8)
+        self.autocast_dtype = self.dtype if self.run_model is self.model else torch.float32  # the forms cast inside
+        if (optimize or compile or int8 is not None) and self.device.type == "cpu":
             retain_freed_memory()
         if prepare_model is not None:
             self.run_model = prepare_model(self.run_model)
         self.max_pixels = max_pixels
         self.memory_available = available_memory(self.device) if max_pixels is not None else None  # the guard's budget
 
+    def _inference_form(
+        self,
+        optimize: bool,
+        compile: bool,
+        compile_cache: PathLike | None,
+        compile_after: int,
+        int8: Int8Calibration | None,
+    ) -> ModelRunner:
+        """The form of the model that runs: int8, compiled, optimised, or the model itself."""
+        if int8 is not None:
+            if self.device.type != "cpu" or self.dtype != torch.float32:
+                raise ValueError("the int8 form runs on the CPU (oneDNN int8 kernels) with dtype fp32")
+            return int8_inference(self.model, int8, cache_dir=compile_cache, log=stderr_log("rgbxseg"))
+        if compile:
+            return compile_for_inference(
+                self.model,
+                dtype=self.dtype,
+                cache_dir=compile_cache,
+                compile_after=compile_after,
+                log=stderr_log("rgbxseg"),
+            )
+        return optimize_for_inference(self.model, dtype=self.dtype) if optimize else self.model
+
     @classmethod
     def from_weights(cls, weights: PathLike, model_name: str | None = None, **kwargs: object) -> Segmenter:
         """A segmenter for a weights file; ``model_name`` is needed only for files without rgbxseg metadata."""
         return cls(load_model(weights, model_name), **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_int8(cls, path: PathLike, **kwargs: object) -> Segmenter:
+        """A segmenter running the int8 model that ``rgbxseg quantize`` wrote to ``path``."""
+        model, calibration, _ = load_int8(path)
+        return cls(model, int8=calibration, **kwargs)  # type: ignore[arg-type]
 
     @property
     def class_set(self) -> ClassSet:

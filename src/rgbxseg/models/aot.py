@@ -24,9 +24,10 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -47,6 +48,16 @@ PACKAGE_FORMAT = 1
 ShapeKey = tuple[tuple[int, ...], tuple[int, ...], torch.dtype, torch.dtype, str]
 """What a package is compiled for: the shapes and dtypes of both inputs, and their device."""
 Log = Callable[[str], None]
+
+
+class GraphTransform(Protocol):
+    """A rewrite of the network at one input shape before it is compiled (int8 quantisation:
+    :class:`rgbxseg.models.quantize.Int8Calibration`). ``identity`` names what it does to the computation: it is part
+    of every package's name, so packages of different rewrites never mix."""
+
+    identity: str
+
+    def __call__(self, network: nn.Module, rgb: torch.Tensor, x: torch.Tensor) -> nn.Module: ...
 
 
 def default_compile_cache() -> Path:
@@ -109,7 +120,7 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-class _Network(nn.Module):
+class InferenceNetwork(nn.Module):
     """The part of an :class:`InferenceModel` that is compiled: the network, without the input checks."""
 
     def __init__(self, inference: InferenceModel) -> None:
@@ -129,6 +140,9 @@ class CompiledInference(nn.Module):
         compile_after: compile a shape the n-th time it runs (1: at once). With 2, a shape seen once — the last,
             partial batch of a folder — never pays a compile; a shape whose package is cached is loaded at once.
         log: where progress goes (compiling, loading); None: nowhere.
+        transform: a rewrite of the network per shape before compiling (int8); shapes then always run through
+            it: compiled from their first call, or, with ``ahead_of_time=False``, the rewritten graph runs as it is
+            (PyTorch's reference kernels: the same numbers without a compile, slowly — for accuracy checks).
 
     ``events`` lists what happened per shape: ``("compiled", shape, seconds)``, ``("loaded", shape, seconds)`` or
     ``("recompiled", shape, seconds)`` after an unreadable package.
@@ -141,11 +155,17 @@ class CompiledInference(nn.Module):
         *,
         compile_after: int = 1,
         log: Log | None = None,
+        transform: GraphTransform | None = None,
+        ahead_of_time: bool = True,
     ) -> None:
         super().__init__()
         if compile_after < 1:
             raise ValueError(f"compile_after must be at least 1, got {compile_after}")
+        if transform is not None:
+            compile_after = 1  # a rewritten shape never runs the float network instead
         self.inference = inference
+        self.transform = transform
+        self.ahead_of_time = ahead_of_time
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_compile_cache()
         self.compile_after = compile_after
         self.log = log or (lambda message: None)
@@ -171,6 +191,8 @@ class CompiledInference(nn.Module):
         x = x.contiguous(memory_format=self.inference.memory_format)
         key: ShapeKey = (tuple(rgb.shape), tuple(x.shape), rgb.dtype, x.dtype, str(rgb.device))
         runner = self._runners.get(key)
+        if runner is None and not self.ahead_of_time:
+            runner = self._runners[key] = self._rewritten(rgb, x)
         if runner is None:
             self._runs[key] = self._runs.get(key, 0) + 1
             path = self.package_path(key)
@@ -195,9 +217,19 @@ class CompiledInference(nn.Module):
             "torch": torch.__version__,
             "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}",
         }
+        kind = ""
+        if self.transform is not None:
+            fields["transform"] = self.transform.identity
+            kind = f"-{self.transform.label}"
         name = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
         shape = "x".join(map(str, key[0]))
-        return self.cache_dir / f"{self.model_name}-{shape}-{name}.pt2"
+        return self.cache_dir / f"{self.model_name}{kind}-{shape}-{name}.pt2"
+
+    def _rewritten(self, rgb: torch.Tensor, x: torch.Tensor) -> nn.Module:
+        """The network at this shape, rewritten by the transform (if any), as a module that runs eagerly."""
+        network = InferenceNetwork(self.inference).eval()
+        with torch.no_grad():
+            return self.transform(network, rgb, x) if self.transform is not None else network
 
     def _load_or_compile(
         self, path: Path, key: ShapeKey, rgb: torch.Tensor, x: torch.Tensor
@@ -229,8 +261,11 @@ class CompiledInference(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp.pt2")
         try:
-            with torch.no_grad():
-                program = torch.export.export(_Network(self.inference).eval(), (rgb, x))
+            network = self._rewritten(rgb, x)
+            # Inductor's int8 lowering warns about its own tensor copies: nothing a user can act on
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                program = torch.export.export(network, (rgb, x))
                 torch._inductor.aoti_compile_and_package(
                     program, package_path=str(tmp), inductor_configs={"freezing": True}
                 )

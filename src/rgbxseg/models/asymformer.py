@@ -122,6 +122,10 @@ class AsymFormer(SegmentationModel):
     # ConvNeXt stage and the SCC, so they stay in half precision from stem to stem.
     half_precision_modules = (r"down_sample_\d\.rgb_(stem|layer)", r"down_sample_\d\.SCC")
     half_precision_outputs = (r"down_sample_\d\.rgb_(stem|layer)",)
+    # int8: the first stems see the raw normalised RGB and depth; keeping them float32 (under 1 % of the MACs) lifts the
+    # argmax agreement of the demo's trained weights on its test frames from 99.30 % to 99.73 %. Keeping the decoder
+    # or the last stage float32 changes nothing (99.31 %, 99.30 %).
+    int8_float_modules = (r"down_sample_1\.(rgb|depth)_stem",)
 
     def __init__(
         self,

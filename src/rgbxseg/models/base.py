@@ -54,6 +54,16 @@ def _matches_path(patterns: Sequence[str], name: str) -> bool:
     return any(re.fullmatch(p, ".".join(parts[:end])) for end in range(1, len(parts) + 1) for p in patterns)
 
 
+def matching_module_names(model: nn.Module, patterns: Sequence[str]) -> tuple[str, ...]:
+    """The outermost sub-modules of ``model`` whose names fully match one of ``patterns`` (their children are
+    covered by them)."""
+    names: list[str] = []
+    for name, _ in model.named_modules():
+        if name and not any(name.startswith(kept + ".") for kept in names) and _matches_path(patterns, name):
+            names.append(name)
+    return tuple(names)
+
+
 FROZEN_TRAIN_MODES = ("eval", "train")
 
 
@@ -105,6 +115,9 @@ class SegmentationModel(nn.Module):
     half_precision_outputs: tuple[str, ...] = ()
     """The subset of ``half_precision_modules`` whose outputs feed only other half-precision modules: they hand
     their outputs on in half precision instead of casting them back to float32 (and their consumers back again)."""
+    int8_float_modules: tuple[str, ...] = ()
+    """Regular expressions of sub-module names that stay float32 in the int8 form (the parts whose int8 error
+    changes the argmax; see :mod:`rgbxseg.models.quantize`)."""
     weights_metadata: WeightsMetadata | None = None
     """Set by :func:`rgbxseg.create_model`: classes, palette and inputs of the loaded weights."""
 

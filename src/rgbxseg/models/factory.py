@@ -88,6 +88,11 @@ def _build(
     return model
 
 
+def model_from_checkpoint(state: StateDict, metadata: WeightsMetadata, source: str) -> SegmentationModel:
+    """The model ``metadata`` names with ``state`` loaded strictly; ``source`` names the file in errors."""
+    return _build(get_model_spec(metadata.model), None, source, (state, metadata), True, None)
+
+
 def _outputs(spec: ModelSpec, outputs: int) -> str:
     if spec.void_logit:
         return f"{outputs} outputs ({outputs - 1} classes + void)"

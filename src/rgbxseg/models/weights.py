@@ -36,7 +36,9 @@ from .pretrained import StateDict
 from .registry import get_model_spec
 
 PathLike = str | os.PathLike[str]
-_METADATA_KEY = "rgbxseg"
+METADATA_KEY = "rgbxseg"
+INT8_METADATA_KEY = "rgbxseg_int8"
+"""The metadata block that marks an int8 model (:mod:`rgbxseg.models.quantize`): float weights plus calibration."""
 _WRAPPER_PREFIXES = ("module.", "model.")
 
 
@@ -125,7 +127,7 @@ def _damaged(path: Path, kind: str, err: BaseException) -> CheckpointError:
     )
 
 
-def _parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsMetadata | None:
+def parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsMetadata | None:
     """Our metadata block (JSON text in safetensors, a dict in PyTorch files), or None when there is none."""
     if not raw:
         return None
@@ -135,14 +137,25 @@ def _parse_metadata(raw: str | Mapping[str, Any] | None, path: Path) -> WeightsM
         raise CheckpointError(f"{path}: the rgbxseg metadata block is corrupt ({err})") from err
 
 
-def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
+def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    """All tensors and the raw metadata block of a safetensors file, with a one-line error when it is damaged."""
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
-            raw = (f.metadata() or {}).get(_METADATA_KEY)
+            raw = dict(f.metadata() or {})
     except (SafetensorError, OSError) as err:
         raise _damaged(path, "safetensors file", err) from err
-    return state, _parse_metadata(raw, path)
+    return state, raw
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMetadata | None]:
+    state, raw = read_safetensors(path)
+    if INT8_METADATA_KEY in raw:
+        raise CheckpointError(
+            f"{path} is an int8 model (made by rgbxseg quantize): run it with rgbxseg predict --weights {path} or "
+            "Segmenter.from_int8; training, evaluation and export take the float weights it was quantised from"
+        )
+    return state, parse_metadata(raw.get(METADATA_KEY), path)
 
 
 _MULTIARRAY = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
@@ -212,7 +225,7 @@ def read_checkpoint(path: PathLike, *, use_ema: bool = False) -> tuple[StateDict
         state, metadata = _read_safetensors(path)
     else:
         state, raw_metadata = _unwrap_container(read_torch_file(path), path, use_ema)
-        metadata = _parse_metadata(raw_metadata, path)
+        metadata = parse_metadata(raw_metadata, path)
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(f"{path}: entries {not_tensors[:5]} are not tensors; this is not a state dict")
@@ -356,19 +369,29 @@ def load_backbone_weights(model: SegmentationModel, path: PathLike, part: str) -
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-def save_weights(model: SegmentationModel, path: PathLike, metadata: WeightsMetadata | None = None) -> Path:
-    """Write ``model``'s weights as safetensors with our metadata block, atomically (temp file + rename)."""
+def save_weights(
+    model: SegmentationModel,
+    path: PathLike,
+    metadata: WeightsMetadata | None = None,
+    *,
+    extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``model``'s weights as safetensors with our metadata block, atomically (temp file + rename).
+
+    ``extra_tensors`` and ``extra_metadata`` are stored alongside (the int8 form's calibration)."""
     metadata = metadata or model.weights_metadata or default_metadata(model)
     if metadata.model != model.model_name or metadata.num_classes != model.num_label_classes:
         raise ValueError(
             f"metadata describes {metadata.model} with {metadata.num_classes} classes, "
             f"but the model is {model.model_name} with {model.num_label_classes}"
         )
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in {**model.state_dict(), **(extra_tensors or {})}.items()}
+    block = {**(extra_metadata or {}), METADATA_KEY: json.dumps(metadata.to_dict()), "format": "pt"}
     # serialised here and written by Python: safetensors' own writer makes a mode-0600 file and reports a full disk
     # as a SafetensorError; this way the file gets the umask's mode like every other output, and a failed write is an
     # OSError that names the file
-    data = serialize_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(metadata.to_dict()), "format": "pt"})
+    data = serialize_safetensors(tensors, metadata=block)
     with atomic_write_path(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
     return Path(path)
