@@ -38,6 +38,12 @@ def demo_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The compiled-package folder the int8 tests share (a later test loads what an earlier one compiled)."""
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+@pytest.fixture(scope="module")
 def int8_file(demo_weights: Path, synthetic_scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("int8") / "model-int8.safetensors"
     report = quantize_weights(
@@ -91,7 +97,7 @@ def test_int8_files_are_told_apart_from_float_weights(int8_file: Path, demo_weig
 
 
 def test_predict_runs_the_int8_file_compiled_and_matches_float32(
-    int8_file: Path, demo_weights: Path, synthetic_scenes: Path, tmp_path: Path
+    int8_file: Path, demo_weights: Path, synthetic_scenes: Path, tmp_path: Path, int8_cache: Path
 ) -> None:
     rgb_dir, depth_dir = tmp_path / "rgb", tmp_path / "depth"
     rgb_dir.mkdir(), depth_dir.mkdir()
@@ -99,7 +105,7 @@ def test_predict_runs_the_int8_file_compiled_and_matches_float32(
     # a frame of another size than the calibration: one calibration serves every shape
     Image.open(synthetic_scenes / "rgb" / name).crop((0, 0, 96, 64)).save(rgb_dir / "frame.png")
     Image.open(synthetic_scenes / "depth" / name).crop((0, 0, 96, 64)).save(depth_dir / "frame.png")
-    cache = tmp_path / "cache"
+    cache = int8_cache
     outputs = {}
     for kind, weights in (("int8", int8_file), ("float", demo_weights)):
         out = tmp_path / kind
@@ -116,6 +122,26 @@ def test_predict_runs_the_int8_file_compiled_and_matches_float32(
     assert np.array_equal(again.predict(rgb, depth).labels, outputs["int8"])
     assert [event for event, *_ in again.run_model.events] == ["loaded"], "the second run loads the package"
     assert sorted(cache.iterdir()) == [package]
+
+
+def test_bench_times_the_int8_file(
+    int8_file: Path,
+    int8_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RGBXSEG_COMPILE_CACHE", str(int8_cache))  # the package predict compiled at 64×96
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--int8", str(int8_file), "--height", "64", "--width", "96", "--runs", "2", "--warmup", "0"]
+    assert main([*argv, "--no-flops", "--threads", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["backend"] == "int8" and result["model"] == "asymformer_b0_t" and result["median_ms"] > 0
+    assert "loaded the compiled asymformer_b0_t for 1×3×64×96" in capsys.readouterr().err
+    assert main(["bench", "--model", "asymformer_b0_t", "--backend", "int8", "--height", "64", "--width", "96"]) == 2
+    assert "rgbxseg bench --int8 FILE" in capsys.readouterr().err
+    assert main(["bench", "--int8", str(int8_file), "--model", "asymformer_b0_t_cat"]) == 2
+    assert "leave --model out" in capsys.readouterr().err
 
 
 def test_compiled_int8_equals_the_reference_int8_kernels(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from .models.aot import CompiledInference, compile_for_inference, stderr_log
 from .models.base import SegmentationModel
 from .models.factory import create_model
 from .models.optimize import InferenceModel, optimize_for_inference
+from .models.quantize import int8_inference, load_int8
 from .models.registry import get_model_spec
 from .models.weights import PathLike
 from .runtime import (
@@ -325,8 +326,18 @@ def _tensorrt_runner(setup: BenchSetup) -> Runner:
     return lambda: context.execute_async_v3(stream)
 
 
+def _int8_runner(setup: BenchSetup) -> Runner:
+    """An int8 form (:func:`benchmark`'s ``int8``): its first call compiles or loads the package, as setup time."""
+    if not isinstance(setup.model, CompiledInference) or setup.model.transform is None:
+        raise ValueError("the int8 backend times an int8 file: rgbxseg bench --int8 FILE (made by rgbxseg quantize)")
+    run = _eager_runner(setup)
+    run()
+    return run
+
+
 BACKENDS: dict[str, Callable[[BenchSetup], Runner]] = {
     "eager": _eager_runner,
+    "int8": _int8_runner,
     "compile": _compile_runner,
     "aot": _aot_runner,
     "onnxruntime": _onnxruntime_runner,
@@ -448,7 +459,7 @@ def time_runs(run: Runner, device: torch.device, warmup: int, runs: int, progres
 
 
 def benchmark(
-    model: str | SegmentationModel,
+    model: str | SegmentationModel | None,
     *,
     weights: PathLike | None = None,
     height: int = 480,
@@ -465,6 +476,7 @@ def benchmark(
     seed: int = 0,
     progress: bool = False,
     optimize: bool = False,
+    int8: PathLike | None = None,
 ) -> BenchResult:
     """Time ``runs`` forward passes of a registered model (or a model instance) on random inputs.
 
@@ -474,7 +486,16 @@ def benchmark(
     processes competed. ``optimize`` times the inference form of the model; bf16/fp16 then apply to its
     half-precision-tolerant parts instead of autocast, the MACs are those of the inference form, and on the CPU
     the process keeps freed memory for reuse from then on (:func:`rgbxseg.runtime.retain_freed_memory`).
+    ``int8``: an int8 file from ``rgbxseg quantize`` (``model`` must be its model's name or None): its int8 form is
+    timed (backend ``int8``, compiled on the first call or loaded from the package cache, which counts as setup).
     """
+    if int8 is not None:
+        float_model, calibration, _ = load_int8(int8)
+        if model is not None and model != float_model.model_name:
+            raise ValueError(f"{int8} holds {float_model.model_name}, not {model}: leave --model out")
+        model, backend, optimize = float_model, "int8", False
+    elif model is None:
+        raise ValueError("give a model name (--model) or an int8 file (--int8)")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if min(batch, warmup + 1, runs) < 1:
@@ -486,14 +507,19 @@ def benchmark(
         model = create_model(model, weights=weights)
     model = model.eval()
     inputs = model.input_spec.example_inputs(batch, height, width, generator=torch.Generator().manual_seed(seed))
+    timed: nn.Module = model
     if optimize:
-        model = optimize_for_inference(model, dtype=torch_dtype)
+        model = timed = optimize_for_inference(model, dtype=torch_dtype)
         torch_dtype = torch.float32  # precision is already in the model: no autocast on top
-        if torch_device.type == "cpu":
-            retain_freed_memory()
+    if int8 is not None:
+        if torch_device.type != "cpu" or torch_dtype != torch.float32:
+            raise ValueError("the int8 form runs on the CPU in fp32 (its int8 kernels): use --device cpu --dtype fp32")
+        timed = int8_inference(model, calibration, log=stderr_log("bench"))
+    if (optimize or int8 is not None) and torch_device.type == "cpu":
+        retain_freed_memory()
     with torch_threads(threads) as used_threads:
         setup = BenchSetup(
-            model.to(torch_device),
+            timed.to(torch_device),
             (inputs[0].to(torch_device), inputs[1].to(torch_device)),
             torch_device,
             torch_dtype,

@@ -19,8 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "device synchronisation; reports median/p90 latency, FPS, threads, device, load average and peak memory, "
         "and MACs (Conv/Linear and attention matmuls) as GMACs and GFLOPs (= 2 × MACs).",
     )
-    parser.add_argument("--model", required=True, choices=list_models(), metavar="NAME")
+    parser.add_argument("--model", choices=list_models(), metavar="NAME", help="registered model (or give --int8)")
     parser.add_argument("--weights", help="weights to load (speed does not depend on them)")
+    parser.add_argument(
+        "--int8",
+        metavar="FILE",
+        help="time the int8 form of an int8 file from rgbxseg quantize (compiled on the first call, or loaded from "
+        "the package cache; backend int8)",
+    )
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--batch", type=int, default=1)
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_exporter=args.exporter,
         progress=True,
         optimize=args.optimize or args.compile,
+        int8=args.int8,
     )
     print(result.describe())
     if args.json:

@@ -141,7 +141,9 @@ class Int8Calibration:
         self.float_names = tuple(float_names)
         self.input_size = input_size
         """The (H, W) the observers saw (informative: the calibration serves every size)."""
-        self.identity = f"int8-v{INT8_FORMAT}-" + _digest(self.observers, *self.float_names)
+        # torchao's version too: its quantiser decides the converted graph that a package holds
+        torchao = versions().get("torchao", "")
+        self.identity = f"int8-v{INT8_FORMAT}-torchao{torchao}-" + _digest(self.observers, *self.float_names)
 
     def __call__(self, network: nn.Module, rgb: torch.Tensor, x: torch.Tensor) -> nn.Module:
         _, convert_pt2e, _ = _pt2e()
