@@ -44,15 +44,19 @@ def _evenly_spaced(count: int, wanted: int) -> list[int]:
     return [round(i * (count - 1) / max(wanted - 1, 1)) for i in range(wanted)]
 
 
+def _frame_inputs(model: SegmentationModel, sample: dict, x_modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised (rgb, x) of one dataset sample as a batch of one, on the CPU."""
+    batch = {key: value.unsqueeze(0) if torch.is_tensor(value) else value for key, value in sample.items()}
+    return model_inputs(batch, x_modality, torch.device("cpu"), model.x_channels)
+
+
 def calibration_frames(
     model: SegmentationModel, dataset: RGBXDataset, x_modality: str, frames: int, progress: bool
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Normalised (rgb, x) batches of one frame each, all at the first frame's padded size."""
     size: tuple[int, int] | None = None
     for index in tqdm(_evenly_spaced(len(dataset), frames), desc="calibrating", disable=not progress, leave=False):
-        sample = dataset[index]
-        batch = {key: value.unsqueeze(0) if torch.is_tensor(value) else value for key, value in sample.items()}
-        rgb, x = model_inputs(batch, x_modality, torch.device("cpu"), model.x_channels)
+        rgb, x = _frame_inputs(model, dataset[index], x_modality)
         if size is None:
             size = tuple(pad_to_multiple(rgb, model.input_multiple).shape[-2:])
         if tuple(rgb.shape[-2:]) != size:
@@ -80,15 +84,14 @@ def compare_with_float(
     same = total = 0
     for index in tqdm(range(len(dataset)), desc="checking int8 against float32", disable=not progress, leave=False):
         sample = dataset[index]
-        batch = {key: value.unsqueeze(0) if torch.is_tensor(value) else value for key, value in sample.items()}
-        rgb, x = model_inputs(batch, x_modality, torch.device("cpu"), model.x_channels)
+        rgb, x = _frame_inputs(model, sample, x_modality)
         height, width = rgb.shape[-2:]
         padded = pad_to_multiple(rgb, model.input_multiple), pad_to_multiple(x, model.input_multiple)
         labels = {}
         for name, form in (("float", float_form), ("int8", int8_form)):
             logits = form.class_logits(form(*padded))[..., :height, :width]
             labels[name] = logits.argmax(1)
-            matrices[name].update(labels[name], batch["label"])
+            matrices[name].update(labels[name], sample["label"].unsqueeze(0))
         same += int((labels["float"] == labels["int8"]).sum())
         total += labels["float"].numel()
     float_metrics, int8_metrics = (matrix.compute() for matrix in matrices.values())
