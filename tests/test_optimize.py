@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import subprocess
@@ -20,9 +21,11 @@ from conftest import SMALL_MODELS
 from rgbxseg.bench import benchmark
 from rgbxseg.data.synthetic import render_scene
 from rgbxseg.export import export_onnx
-from rgbxseg.models import ASYMFORMER_TRAIN
+from rgbxseg.models import ASYMFORMER_TRAIN, layers
+from rgbxseg.models.aot import CompiledInference
 from rgbxseg.models.decoders import FusedMLPDecoder, MLPDecoder
-from rgbxseg.models.optimize import HalfPrecisionIsland, optimize_for_inference
+from rgbxseg.models.fusion import CrossModalAttention
+from rgbxseg.models.optimize import HalfPrecisionIsland, compiled_attention_dtype, optimize_for_inference
 from toy_models import TinySegmenter, randomise_batchnorms
 
 
@@ -217,3 +220,60 @@ def test_compiled_form_freezes_the_weights_and_matches() -> None:
     operators = {event.key for event in profiler.key_averages()}
     assert any(op.startswith(("mkldnn::", "mkl::")) for op in operators), sorted(operators)
     assert not operators & {"aten::addmm", "aten::mm", "aten::convolution"}, sorted(operators)
+
+
+@pytest.mark.parametrize(
+    ("heads", "queries", "keys", "key_width", "value_width"), [(2, 300, 300, 24, 8), (1, 70, 50, 16, 16)]
+)
+def test_matmul_attention_computes_the_fused_kernels_attention(
+    monkeypatch: pytest.MonkeyPatch, heads: int, queries: int, keys: int, key_width: int, value_width: int
+) -> None:
+    """Blocks of queries (several here, the last one short), values narrower than keys, bf16 close to float32."""
+    monkeypatch.setattr(layers, "MATMUL_ATTENTION_SCORES", 4000)
+    generator = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(1, heads, n, key_width, generator=generator) for n in (queries, keys))
+    v = torch.randn(1, heads, keys, value_width, generator=generator)
+    padded = torch.nn.functional.pad(v, (0, key_width - value_width))
+    exact = torch.nn.functional.scaled_dot_product_attention(q, k, padded, scale=0.3)[..., :value_width]
+    torch.testing.assert_close(layers.token_attention(q, k, v, scale=0.3), exact, rtol=0, atol=1e-6)
+    in_fp32 = layers.token_attention(q, k, v, scale=0.3, compute_dtype=torch.float32)
+    torch.testing.assert_close(in_fp32, exact, rtol=0, atol=1e-5)
+    in_bf16 = layers.token_attention(q, k, v, scale=0.3, compute_dtype=torch.bfloat16)
+    assert in_bf16.dtype == torch.float32 and in_bf16.shape == exact.shape
+    assert (in_bf16 - exact).abs().max() < 0.05
+    with pytest.raises(ValueError, match="inference"):
+        layers.token_attention(q, k, v, dropout_p=0.1, compute_dtype=torch.bfloat16)
+
+
+def test_bf16_attention_keeps_the_argmax_and_training_keeps_the_fused_kernel(
+    reference: dict, reference_model: nn.Module
+) -> None:
+    rgb, depth = reference["rgb"], reference["depth"]
+    with torch.inference_mode():
+        logits = reference_model(rgb, depth)
+        for dtype in (None, torch.bfloat16):  # the int8 form's float graph, the compiled bf16 form
+            form = optimize_for_inference(reference_model, dtype=dtype, attention_dtype=torch.bfloat16)
+            attentions = [m for m in form.model.modules() if isinstance(m, CrossModalAttention)]
+            assert len(attentions) == 3 and all(m.attention_dtype == torch.bfloat16 for m in attentions)
+            agreement = (form(rgb, depth).argmax(1) == logits.argmax(1)).float().mean().item()
+            assert agreement >= 0.99, (dtype, agreement)
+    block = copy.deepcopy(reference_model.down_sample_2.SCC.cross_atten)
+    block.attn_drop = 0.0
+    inputs = [torch.randn(2, c, 6, 8) for c in (64, 192, 64)]
+    block.train()
+    trained = block(*inputs)
+    block.attention_dtype = torch.bfloat16  # ignored while training: the exact fused kernel, which has dropout
+    torch.testing.assert_close(block(*inputs), trained, rtol=0, atol=0)
+
+
+def test_compiled_forms_choose_their_attention_precision_and_name_their_packages_by_it(tmp_path: Path) -> None:
+    model = rgbxseg.AsymFormer(num_classes=40).eval()
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert compiled_attention_dtype(model, None) is None
+    assert compiled_attention_dtype(model, torch.float16) is None
+    assert compiled_attention_dtype(model, torch.bfloat16) == (torch.bfloat16 if native_bf16 else None)
+    key = ((1, 3, 64, 64), (1, 1, 64, 64), torch.float32, torch.float32, "cpu")
+    exact = CompiledInference(optimize_for_inference(model), tmp_path)
+    matmul = CompiledInference(optimize_for_inference(model, attention_dtype=torch.bfloat16), tmp_path)
+    assert exact.package_path(key) != matmul.package_path(key)
+    assert compiled_attention_dtype(model.to("meta"), torch.bfloat16) is None  # not on a CPU

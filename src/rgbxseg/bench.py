@@ -30,7 +30,7 @@ from .export import build_tensorrt_engine, export_onnx, onnx_feeds, require_tens
 from .models.aot import CompiledInference, compile_for_inference, stderr_log
 from .models.base import SegmentationModel
 from .models.factory import create_model
-from .models.optimize import InferenceModel, optimize_for_inference
+from .models.optimize import InferenceModel, compiled_attention_dtype, optimize_for_inference
 from .models.quantize import int8_inference, load_int8
 from .models.registry import get_model_spec
 from .models.weights import PathLike
@@ -509,7 +509,8 @@ def benchmark(
     inputs = model.input_spec.example_inputs(batch, height, width, generator=torch.Generator().manual_seed(seed))
     timed: nn.Module = model
     if optimize:
-        model = timed = optimize_for_inference(model, dtype=torch_dtype)
+        attention = compiled_attention_dtype(model, torch_dtype) if backend == "aot" else None
+        model = timed = optimize_for_inference(model, dtype=torch_dtype, attention_dtype=attention)
         torch_dtype = torch.float32  # precision is already in the model: no autocast on top
     if int8 is not None:
         if torch_device.type != "cpu" or torch_dtype != torch.float32:

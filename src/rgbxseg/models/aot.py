@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .base import SegmentationModel
-from .optimize import InferenceModel, optimize_for_inference
+from .optimize import InferenceModel, compiled_attention_dtype, optimize_for_inference
 
 COMPILE_CACHE_ENV = "RGBXSEG_COMPILE_CACHE"
 COMPILE_MODES = ("auto", "on", "off")
@@ -212,6 +212,7 @@ class CompiledInference(nn.Module):
             "weights": self._digest,
             "output": inference.output,
             "memory_format": str(inference.memory_format),
+            "attention": str(inference.attention_dtype),
             "inputs": [list(key[0]), list(key[1]), str(key[2]), str(key[3])],
             "device": key[4],
             "torch": torch.__version__,
@@ -290,6 +291,11 @@ def compile_for_inference(
 ) -> CompiledInference:
     """The inference form of ``model`` (see :func:`~rgbxseg.models.optimize.optimize_for_inference`: ``dtype`` and
     ``output`` as there, channels-last) compiled ahead of time per input shape, with the packages cached in
-    ``cache_dir`` (see the module docstring). ``model`` is unchanged."""
-    inference = cast(InferenceModel, optimize_for_inference(model, dtype=dtype, output=output))
+    ``cache_dir`` (see the module docstring). ``model`` is unchanged. In bf16 on a CPU with native bf16 matmuls the
+    token attentions run as blocked bf16 matmuls (``attention_dtype``; AsymFormer at 480×640: see
+    ``benchmarks/inference_speed.py``)."""
+    attention = compiled_attention_dtype(model, dtype)
+    inference = cast(
+        InferenceModel, optimize_for_inference(model, dtype=dtype, output=output, attention_dtype=attention)
+    )
     return CompiledInference(inference, cache_dir, compile_after=compile_after, log=log)

@@ -21,7 +21,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .folding import fold_bn_after_conv, fold_bn_after_linear, fold_bn_before_linear
-from .layers import LayerNorm2d, Mlp, init_vit_weights, map_to_tokens, split_heads, tokens_to_map
+from .layers import (
+    LayerNorm2d,
+    Mlp,
+    ReducedPrecisionAttention,
+    init_vit_weights,
+    map_to_tokens,
+    split_heads,
+    token_attention,
+    tokens_to_map,
+)
 
 
 def bottleneck_mlp(channels: int, reduction: int) -> nn.Sequential:
@@ -65,7 +74,7 @@ class LAFS(nn.Module):
         return torch.sigmoid(logit).to(x.dtype) * x * channel_gate
 
 
-class CrossModalAttention(nn.Module):
+class CrossModalAttention(ReducedPrecisionAttention):
     """Cross-Modal Attention (CMA), the released ``Cross_Atten_Lite_split``: two full N×N attention maps.
 
     Queries and keys come from the batch-normalised raw depth and RGB features, values from the fused feature;
@@ -98,13 +107,15 @@ class CrossModalAttention(nn.Module):
         queries = torch.stack((q1, q2), dim=1)
         keys = torch.stack((k1, k2), dim=1)
         values = self.v_conv(map_to_tokens(fused)).unflatten(-1, (2, self.value_dim)).transpose(1, 2)
-        # Fused attention kernels (the CPU flash kernel among them) need values as wide as keys; zero channels
-        # leave the result unchanged and are sliced off, as in the released code.
-        values = F.pad(values, (0, self.key_dim - self.value_dim))
-        out = F.scaled_dot_product_attention(
-            queries, keys, values, dropout_p=self.attn_drop if self.training else 0.0, scale=self.key_dim**-0.5
+        out = token_attention(
+            queries,
+            keys,
+            values,
+            scale=self.key_dim**-0.5,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            compute_dtype=self.attention_compute_dtype(),
         )
-        out = self.out_conv(out[..., : self.value_dim].transpose(1, 2).flatten(2))
+        out = self.out_conv(out.transpose(1, 2).flatten(2))
         return self.bn_last(tokens_to_map(out, h, w)) + fused
 
     def fuse(self) -> CrossModalAttention:
@@ -115,7 +126,7 @@ class CrossModalAttention(nn.Module):
         return self
 
 
-class TokenSelfAttention(nn.Module):
+class TokenSelfAttention(ReducedPrecisionAttention):
     """Standard multi-head self-attention over all tokens of the fused map, with a residual (Table I "MHSA-H2")."""
 
     def __init__(self, channels: int, num_heads: int = 2, attn_drop: float = 0.0) -> None:
@@ -132,7 +143,8 @@ class TokenSelfAttention(nn.Module):
         h, w = fused.shape[-2:]
         tokens = map_to_tokens(fused)
         q, k, v = (split_heads(layer(tokens), self.num_heads) for layer in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        dropout = self.attn_drop if self.training else 0.0
+        out = token_attention(q, k, v, dropout_p=dropout, compute_dtype=self.attention_compute_dtype())
         out = out.transpose(1, 2).flatten(2)
         return fused + tokens_to_map(self.proj(out), h, w)
 

@@ -101,6 +101,66 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, N, heads * d)
 
 
+MATMUL_ATTENTION_SCORES = 2_400_000
+"""Scores per head in one block of :func:`token_attention`'s matmul form (about 9 MB in float32). Measured on
+AsymFormer's 4800-token CMA in the compiled int8 form (2 CPU cores): blocks of 240, 480, 960 and 1200 queries ran a
+480×640 frame in 117, 114, 129 and 121 ms."""
+
+
+def token_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    compute_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """softmax(q·kᵀ·scale)·v over (B, heads, N, d) tensors; values may be narrower than queries and keys.
+
+    With ``compute_dtype=None``: :func:`torch.nn.functional.scaled_dot_product_attention` (values padded to the key
+    width for the fused kernels, which need equal widths; the zero channels are sliced off). With a reduced
+    ``compute_dtype`` (bf16): q, k and v are cast to it and the attention runs as two batched matmuls per block of
+    queries with a float32 softmax in between, the output cast back to q's dtype. That is the fast form for a
+    compiled CPU graph without AMX, where the flash kernel's GEMMs run at the float32 rate in either precision
+    while oneDNN's bf16 matmuls run 4–5× faster, and unpadded values save the wasted third of the second matmul
+    (AsymFormer's int8 frame at 480×640: 151 → 114 ms). Eagerly it is slower than the flash kernel, and it never
+    takes dropout: it is for inference forms only.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if compute_dtype is None:
+        width = v.shape[-1]
+        if width < q.shape[-1]:
+            v = F.pad(v, (0, q.shape[-1] - width))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+        return out[..., :width]
+    if dropout_p:
+        raise ValueError("the matmul form of token_attention is for inference: it takes no dropout")
+    out_dtype = q.dtype
+    queries = (q * scale).to(compute_dtype)
+    keys_t = k.to(compute_dtype).transpose(-1, -2)
+    values = v.to(compute_dtype)
+    n_queries, n_keys = q.shape[-2], k.shape[-2]
+    blocks = max(1, math.ceil(n_queries * n_keys / MATMUL_ATTENTION_SCORES))
+    block = math.ceil(n_queries / blocks)
+    outputs = []
+    for start in range(0, n_queries, block):
+        scores = (queries[..., start : start + block, :] @ keys_t).float()
+        outputs.append(scores.softmax(-1).to(compute_dtype) @ values)
+    return torch.cat(outputs, -2).to(out_dtype)
+
+
+class ReducedPrecisionAttention(nn.Module):
+    """A module whose token attention can run in :func:`token_attention`'s matmul form: inference forms set
+    ``attention_dtype`` (see :func:`rgbxseg.models.optimize.optimize_for_inference`); ``None`` (the default, and
+    always while training) keeps the exact fused kernel."""
+
+    attention_dtype: torch.dtype | None = None
+
+    def attention_compute_dtype(self) -> torch.dtype | None:
+        return None if self.training else self.attention_dtype
+
+
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize with align_corners=False, the convention of every decoder here."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

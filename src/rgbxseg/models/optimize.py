@@ -8,7 +8,10 @@
 * channels-last memory format, half precision for the parts that tolerate it (``dtype=torch.bfloat16`` on CPUs
   with bf16 support or CUDA, ``torch.float16`` on CUDA), ``torch.compile`` and, on CUDA, replay of a captured
   CUDA graph per input shape;
-* the output the caller needs: full-resolution logits, quarter-resolution logits, or the label map.
+* the output the caller needs: full-resolution logits, quarter-resolution logits, or the label map;
+* for compiled CPU forms, ``attention_dtype=torch.bfloat16``: the token attentions of
+  :class:`~rgbxseg.models.layers.ReducedPrecisionAttention` modules as blocked bf16 matmuls
+  (:func:`~rgbxseg.models.layers.token_attention`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 
 from .base import SegmentationModel
 from .folding import fuse_for_inference
-from .layers import resize
+from .layers import ReducedPrecisionAttention, resize
 
 OutputFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 OUTPUTS: dict[str, OutputFn] = {
@@ -45,13 +48,21 @@ class InferenceModel(nn.Module):
     in ``torch.compile(options=...)``), and it needs autograd off, so every compiled call runs under both.
     """
 
-    def __init__(self, model: SegmentationModel, output: str, channels_last: bool, compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: SegmentationModel,
+        output: str,
+        channels_last: bool,
+        compile: bool = False,
+        attention_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
         self.model = model
         self.output = output
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.attention_dtype = attention_dtype
         self.model_name = model.model_name
         self.num_classes = model.num_classes
         self.num_label_classes = model.num_label_classes
@@ -156,6 +167,16 @@ class CUDAGraphRunner(nn.Module):
         return graph, static_rgb, static_x, static_out
 
 
+def compiled_attention_dtype(model: nn.Module, dtype: torch.dtype | None) -> torch.dtype | None:
+    """The ``attention_dtype`` of ``model``'s form compiled in ``dtype`` (int8 asks for bf16): ``torch.bfloat16``
+    where that is bf16 and the model is on a CPU with native bf16 matmuls (AVX-512 bf16 or AMX, as oneDNN reports),
+    else ``None``: float32 stays exact, on a GPU the fused attention kernels are the fast ones, and emulated bf16
+    would be slower than float32."""
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    native = on_cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if dtype == torch.bfloat16 and native else None
+
+
 def optimize_for_inference(
     model: SegmentationModel,
     *,
@@ -164,6 +185,7 @@ def optimize_for_inference(
     output: str = "logits",
     compile: bool = False,
     cuda_graphs: bool = False,
+    attention_dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """The inference form of ``model`` (a copy; ``model`` is unchanged). See the module docstring.
 
@@ -176,6 +198,9 @@ def optimize_for_inference(
         compile: run the network through ``torch.compile`` with weight freezing and GEMM autotuning, for fixed
             input shapes (the first call per shape compiles: about 1–2 minutes for AsymFormer on 2 CPU cores).
         cuda_graphs: capture and replay CUDA graphs per input shape (model and inputs must be on a GPU).
+        attention_dtype: ``None`` keeps the fused attention kernels; ``torch.bfloat16`` runs the token attentions of
+            :class:`~rgbxseg.models.layers.ReducedPrecisionAttention` modules as blocked bf16 matmuls, the fast
+            form for graphs compiled for a CPU (see :func:`~rgbxseg.models.layers.token_attention`; slower eagerly).
     """
     if cuda_graphs and next(model.parameters()).device.type != "cuda":
         raise ValueError("cuda_graphs=True needs the model on a CUDA device (model.cuda())")
@@ -184,7 +209,10 @@ def optimize_for_inference(
         fused = fused.to(memory_format=torch.channels_last)
     if dtype not in (None, torch.float32):
         _install_half_precision(fused, dtype)
-    module: nn.Module = InferenceModel(fused, output, channels_last, compile).eval()
+    for block in fused.modules():
+        if isinstance(block, ReducedPrecisionAttention):
+            block.attention_dtype = attention_dtype
+    module: nn.Module = InferenceModel(fused, output, channels_last, compile, attention_dtype).eval()
     if cuda_graphs:
         module = CUDAGraphRunner(module)
     return module

@@ -4,14 +4,15 @@ anything is written.
 The path is PyTorch's PT2E flow with torchao's x86 Inductor quantiser (``pip install 'rgbxseg[int8]'``): the
 inference form (:func:`~rgbxseg.models.optimize.optimize_for_inference`, fp32, channels-last) is exported at one
 input shape, observers record the range of every convolution's and linear's input over the calibration frames, and
-the converted graph — int8 weights (per output channel, symmetric), uint8 activations (per tensor, affine), every
-other operation in float32 — is compiled ahead of time by Inductor into oneDNN's VNNI/AMX int8 kernels
+the converted graph — int8 weights (per output channel, symmetric), uint8 activations (per tensor, affine), the
+token attentions as bf16 matmuls where the CPU has native bf16 (:func:`~rgbxseg.models.layers.token_attention`),
+every other operation in float32 — is compiled ahead of time by Inductor into oneDNN's VNNI/AMX int8 kernels
 (:class:`~rgbxseg.models.aot.CompiledInference`, packages cached per input shape). The modules a model declares in
 ``int8_float_modules`` (the parts whose int8 error changes the argmax) stay float32.
 
 Measured on the project's CPU (AMD EPYC, AVX-512 VNNI and bf16, no AMX; 2 threads; AsymFormer B0-T at 480×640):
-this path runs a frame in 169 ms against 305 ms for onnxruntime's QDQ static quantisation of the exported ONNX
-file (whose fp32 runs 335 ms), so it is the one kept (``benchmarks/inference_speed.py`` measures both).
+this path runs a frame in 119 ms against 330 ms for onnxruntime's QDQ static quantisation of the exported ONNX
+file (whose fp32 runs 313 ms), so it is the one kept (``benchmarks/inference_speed.py`` measures both).
 
 An int8 file is a safetensors file with the float weights (as :func:`~rgbxseg.models.weights.save_weights` writes
 them), the calibrated observer states under ``int8_observers.`` and a ``rgbxseg_int8`` metadata block (format, the
@@ -40,7 +41,7 @@ from ..runtime import require
 from .aot import CompiledInference, InferenceNetwork, Log
 from .base import SegmentationModel, matching_module_names
 from .factory import model_from_checkpoint
-from .optimize import InferenceModel, optimize_for_inference
+from .optimize import InferenceModel, compiled_attention_dtype, optimize_for_inference
 from .weights import (
     INT8_METADATA_KEY,
     METADATA_KEY,
@@ -160,6 +161,14 @@ class Int8Calibration:
             return convert_pt2e(prepared)
 
 
+def _float_form(model: SegmentationModel) -> InferenceModel:
+    """The form that is quantised: the fp32 inference form with its token attentions as bf16 matmuls where the CPU
+    has native bf16 (the int8 path has no attention kernel of its own; see
+    :func:`~rgbxseg.models.layers.token_attention`)."""
+    attention = compiled_attention_dtype(model, torch.bfloat16)
+    return cast(InferenceModel, optimize_for_inference(model.eval(), attention_dtype=attention))
+
+
 def calibrate_int8(
     model: SegmentationModel,
     frames: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -170,7 +179,7 @@ def calibrate_int8(
     one shape, H and W multiples of the model's ``input_multiple``). ``float_names``: modules kept in float32
     (default: :func:`int8_float_names`)."""
     names = int8_float_names(model) if float_names is None else tuple(float_names)
-    inference = cast(InferenceModel, optimize_for_inference(model.eval()))
+    inference = _float_form(model)
     network = InferenceNetwork(inference).eval()
     prepared: nn.Module | None = None
     shape: tuple[torch.Size, torch.Size] | None = None
@@ -201,7 +210,7 @@ def int8_inference(
     """``model``'s int8 form: each input shape quantised with ``calibration`` and compiled ahead of time (cached in
     ``cache_dir``, see :mod:`rgbxseg.models.aot`). ``ahead_of_time=False`` runs the quantised graph with PyTorch's
     reference kernels instead: the int8 numbers without a compile, slower than float32 (for accuracy checks)."""
-    inference = cast(InferenceModel, optimize_for_inference(model.eval()))
+    inference = _float_form(model)
     return CompiledInference(inference, cache_dir, log=log, transform=calibration, ahead_of_time=ahead_of_time)
 
 
