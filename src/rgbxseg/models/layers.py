@@ -127,17 +127,18 @@ def token_attention(
     (AsymFormer's int8 frame at 480×640: 151 → 114 ms). Eagerly it is slower than the flash kernel, and it never
     takes dropout: it is for inference forms only.
     """
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if compute_dtype is None:
+        # A legacy ONNX trace (plain matmuls, shapes as tensors) needs no padding, and comparing shapes would warn.
         width = v.shape[-1]
-        if width < q.shape[-1]:
+        padded = not torch.jit.is_tracing() and width < q.shape[-1]
+        if padded:
             v = F.pad(v, (0, q.shape[-1] - width))
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
-        return out[..., :width]
+        return out[..., :width] if padded else out
     if dropout_p:
         raise ValueError("the matmul form of token_attention is for inference: it takes no dropout")
     out_dtype = q.dtype
-    queries = (q * scale).to(compute_dtype)
+    queries = (q * (q.shape[-1] ** -0.5 if scale is None else scale)).to(compute_dtype)
     keys_t = k.to(compute_dtype).transpose(-1, -2)
     values = v.to(compute_dtype)
     n_queries, n_keys = q.shape[-2], k.shape[-2]
