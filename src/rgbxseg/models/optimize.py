@@ -63,6 +63,10 @@ class InferenceModel(nn.Module):
         self.output = output
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.attention_dtype = attention_dtype
+        """The precision of the token attentions' matmul form, set on every module that has one (None: fused)."""
+        for block in model.modules():
+            if isinstance(block, ReducedPrecisionAttention):
+                block.attention_dtype = attention_dtype
         self.model_name = model.model_name
         self.num_classes = model.num_classes
         self.num_label_classes = model.num_label_classes
@@ -209,9 +213,6 @@ def optimize_for_inference(
         fused = fused.to(memory_format=torch.channels_last)
     if dtype not in (None, torch.float32):
         _install_half_precision(fused, dtype)
-    for block in fused.modules():
-        if isinstance(block, ReducedPrecisionAttention):
-            block.attention_dtype = attention_dtype
     module: nn.Module = InferenceModel(fused, output, channels_last, compile, attention_dtype).eval()
     if cuda_graphs:
         module = CUDAGraphRunner(module)
